@@ -1,0 +1,82 @@
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from torchvision.datasets import MNIST
+
+from harness.data import DataError, load_mnist, raw_folder, resolve_data_dir, stratified_split
+
+
+def test_stratified_split_is_seeded_disjoint_and_proportional():
+    labels = torch.arange(1000) % 10
+    labels[:50] = 3  # uneven classes
+    train, val = stratified_split(labels, 200, seed=1)
+    assert len(val) == 200 and len(train) == 800
+    assert not set(train.tolist()) & set(val.tolist())
+    expected = labels.bincount().double() * 200 / 1000
+    assert (labels[val].bincount().double() - expected).abs().max() < 1
+    again_train, again_val = stratified_split(labels, 200, seed=1)
+    assert torch.equal(val, again_val) and torch.equal(train, again_train)
+    assert not torch.equal(val, stratified_split(labels, 200, seed=2)[1])
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No mirror can be reached: torchvision's download fails at once."""
+    monkeypatch.setattr(MNIST, "mirrors", ["file:///nonexistent-mirror/"])
+
+
+def test_missing_dataset_names_the_folder(tmp_path, offline):
+    with pytest.raises(DataError) as error:
+        load_mnist(tmp_path)
+    message = str(error.value)
+    assert str(raw_folder(tmp_path)) in message and "\n" not in message
+    assert "train-images-idx3-ubyte.gz" in message
+
+
+def test_corrupt_file_is_named(tmp_path, offline):
+    raw_folder(tmp_path).mkdir(parents=True)
+    (raw_folder(tmp_path) / "train-labels-idx1-ubyte.gz").write_bytes(b"not mnist")
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz is corrupt"):
+        load_mnist(tmp_path)
+
+
+def test_missing_dataset_cli_is_one_line_and_nonzero(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.train",
+            "--data-dir",
+            str(tmp_path / "nowhere"),
+            "--results-dir",
+            str(tmp_path / "results"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HARNESS_DATA_DIR": ""},
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "nowhere" in lines[0]
+    assert not (tmp_path / "results").exists()
+
+
+def test_read_only_folder_is_read_and_left_untouched(tmp_path):
+    source = resolve_data_dir()
+    if not all((raw_folder(source) / name).exists() for name, _ in MNIST.resources):
+        pytest.skip(f"real MNIST files not in {raw_folder(source)}; set HARNESS_DATA_DIR")
+    copy = tmp_path / "mnist"
+    shutil.copytree(raw_folder(source), raw_folder(copy))
+    for path in [*raw_folder(copy).iterdir(), raw_folder(copy), copy / "MNIST", copy]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    before = sorted(p.name for p in raw_folder(copy).iterdir())
+    mnist = load_mnist(copy)
+    assert mnist.train_images.shape == (60_000, 784) and mnist.test_images.shape == (10_000, 784)
+    assert mnist.train_images.dtype == torch.float32
+    assert abs(mnist.train_images.mean().item()) < 0.01  # normalized
+    assert sorted(p.name for p in raw_folder(copy).iterdir()) == before
