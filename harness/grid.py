@@ -1,0 +1,155 @@
+"""Runs a list of (label, config, seed) tasks into the store: serial or in worker processes.
+
+Each finished run is stored by the process that trained it, so an interrupted grid keeps every
+finished run and a rerun trains only what is missing. Workers split the cores between them;
+the thread count per run is set explicitly and recorded, so a run's numbers do not depend on
+how many ran beside it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import multiprocessing
+import os
+import queue
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from harness.config import Config
+from harness.data import Mnist, load_mnist
+from harness.store import RunStore
+from harness.train import resolve_device, run
+
+
+@dataclass(frozen=True)
+class Task:
+    label: str
+    config: Config
+    seed: int
+
+    def describe(self) -> str:
+        return f"{self.label} seed {self.seed}"
+
+
+def default_threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def pending_tasks(tasks: list[Task], store: RunStore) -> list[Task]:
+    """Tasks not stored yet, each (config hash, seed) once."""
+    seen, pending = set(), []
+    for task in tasks:
+        key = (task.config.hash(), task.seed)
+        if key not in seen and not store.has(*key):
+            seen.add(key)
+            pending.append(task)
+    return pending
+
+
+def run_tasks(
+    tasks: list[Task],
+    store: RunStore,
+    data_dir: Path,
+    device: str = "cpu",
+    workers: int = 1,
+    threads: int | None = None,
+    bar: tqdm | None = None,
+) -> list[dict[str, Any]]:
+    """Trains and stores every pending task; returns the new records in finishing order."""
+    pending = pending_tasks(tasks, store)
+    if not pending:
+        return []
+    threads = threads or default_threads(workers)
+    resolve_device(device)  # an unusable device fails here, before anything trains
+    mnist = load_mnist(data_dir)  # a missing dataset fails here, before any worker starts
+    if workers == 1:
+        return _run_serial(pending, store, mnist, device, threads, bar)
+    return _run_parallel(pending, store, data_dir, device, workers, threads, bar)
+
+
+def _run_serial(pending, store, mnist, device, threads, bar) -> list[dict[str, Any]]:
+    torch.set_num_threads(threads)
+    records = []
+    for task in pending:
+
+        def on_epoch(epoch: dict[str, Any], task: Task = task) -> None:
+            _show_epoch(bar, task.describe(), epoch["epoch"], task.config.epochs)
+
+        records.append(_train_and_store(task, store, mnist, device, on_epoch))
+        _advance(bar, records[-1])
+    return records
+
+
+def _run_parallel(pending, store, data_dir, device, workers, threads, bar) -> list[dict[str, Any]]:
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        epochs = manager.Queue()
+        pool = futures.ProcessPoolExecutor(
+            workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(str(data_dir), threads, epochs),
+        )
+        try:
+            running = {pool.submit(_work, task, str(store.root), device) for task in pending}
+            records = []
+            while running:
+                done, running = futures.wait(
+                    running, timeout=0.5, return_when=futures.FIRST_COMPLETED
+                )
+                _drain(epochs, bar)
+                for future in done:
+                    records.append(future.result())
+                    _advance(bar, records[-1])
+            return records
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _train_and_store(task: Task, store: RunStore, mnist: Mnist, device: str, on_epoch):
+    record = run(task.config, task.seed, mnist, task.label, resolve_device(device), on_epoch)
+    store.save(record)
+    return record
+
+
+def _show_epoch(bar: tqdm | None, what: str, epoch: int, epochs: int) -> None:
+    if bar is not None:
+        bar.set_postfix_str(f"{what}, epoch {epoch}/{epochs}")
+
+
+def _advance(bar: tqdm | None, record: dict[str, Any]) -> None:
+    if bar is not None:
+        bar.update()
+        if record["status"] != "ok":
+            bar.write(
+                f"{record['label']} seed {record['seed']}: diverged at epoch "
+                f"{record['diverged_epoch']} (stored as diverged)"
+            )
+
+
+# Worker processes: MNIST is loaded once per worker, epoch progress goes back through a queue.
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(data_dir: str, threads: int, epochs: queue.Queue) -> None:
+    torch.set_num_threads(threads)
+    _worker.update(mnist=load_mnist(Path(data_dir)), epochs=epochs)
+
+
+def _work(task: Task, results_dir: str, device: str) -> dict[str, Any]:
+    def on_epoch(epoch: dict[str, Any]) -> None:
+        _worker["epochs"].put((task.describe(), epoch["epoch"], task.config.epochs))
+
+    return _train_and_store(task, RunStore(Path(results_dir)), _worker["mnist"], device, on_epoch)
+
+
+def _drain(epochs: queue.Queue, bar: tqdm | None) -> None:
+    while True:
+        try:
+            _show_epoch(bar, *epochs.get_nowait())
+        except queue.Empty:
+            return
