@@ -12,6 +12,7 @@ import io
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,8 +74,15 @@ def check_files(data_dir: Path) -> list[str]:
     return missing
 
 
-def load_mnist(data_dir: Path) -> Mnist:
-    """Reads MNIST from <data_dir>/MNIST/raw, downloading only the files that are missing."""
+@contextlib.contextmanager
+def staged_mnist(
+    data_dir: Path, transform: Callable | None = None
+) -> Iterator[tuple[MNIST, MNIST]]:
+    """torchvision's train and test datasets over a temporary copy of the data folder's files.
+
+    The files are md5-checked first. Files missing from the data folder are downloaded from
+    torchvision's mirrors and saved there; the datasets hold their data in memory.
+    """
     data_dir = Path(data_dir)
     missing = check_files(data_dir)
     with tempfile.TemporaryDirectory(prefix="harness-mnist-") as stage:
@@ -85,8 +93,8 @@ def load_mnist(data_dir: Path) -> Mnist:
                 shutil.copyfile(raw_folder(data_dir) / filename, staged_raw / filename)
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # torchvision prints each step
-                train = MNIST(stage, train=True, download=True)
-                test = MNIST(stage, train=False, download=True)
+                train = MNIST(stage, train=True, transform=transform, download=True)
+                test = MNIST(stage, train=False, transform=transform, download=True)
         except RuntimeError:
             raise DataError(
                 f"MNIST files missing from {raw_folder(data_dir)} ({', '.join(missing)}) and "
@@ -95,7 +103,13 @@ def load_mnist(data_dir: Path) -> Mnist:
             ) from None
         if missing:
             _save_downloaded(staged_raw, raw_folder(data_dir), missing)
-    return Mnist(_normalize(train.data), train.targets, _normalize(test.data), test.targets)
+        yield train, test
+
+
+def load_mnist(data_dir: Path) -> Mnist:
+    """Reads MNIST from <data_dir>/MNIST/raw into memory, downloading only missing files."""
+    with staged_mnist(data_dir) as (train, test):
+        return Mnist(_normalize(train.data), train.targets, _normalize(test.data), test.targets)
 
 
 def _save_downloaded(staged_raw: Path, target: Path, filenames: list[str]) -> None:

@@ -19,10 +19,15 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from harness import UserError
 from harness.config import Config
 from harness.data import Mnist, load_mnist
 from harness.store import RunStore
 from harness.train import resolve_device, run
+
+
+class WorkerDied(UserError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,11 @@ def _run_parallel(pending, store, data_dir, device, workers, threads, bar) -> li
                     records.append(future.result())
                     _advance(bar, records[-1])
             return records
+        except futures.process.BrokenProcessPool:
+            raise WorkerDied(
+                "a worker process died mid-run (killed, or out of memory); finished runs are "
+                "kept: run the same command again to resume"
+            ) from None
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
