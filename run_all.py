@@ -1,7 +1,108 @@
-"""Trains the reference for the default seeds (the ablations, search and reports come next)."""
+"""The whole study end to end: every ablation across seeds, the Optuna search and the tuned
+network's re-training, then the reports. Resumable: stored runs and finished trials are kept,
+so an interrupted run continues where it stopped, and a completed one only refreshes reports.
 
-from harness.train import main
+    python run_all.py                 # the full study (5 seeds, 15 epochs, 40 trials)
+    python run_all.py --quick         # a smoke version in results/quick and reports/quick
+    python run_all.py --only report   # regenerate the reports from stored runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+from tqdm import tqdm
+
+from harness import ablate, cli, report, search
+from harness.grid import pending_tasks, run_tasks
+from harness.specs import REFERENCE, load_spec, spec_names
+from harness.store import RunStore
+
+FULL = {"trials": 40, "retrain_seeds": 5, "search_epochs": search.DEFAULT_EPOCH_CAP}
+QUICK = {"seeds": 2, "epochs": 2, "trials": 6, "retrain_seeds": 2, "search_epochs": 2}
+SEARCH_SEED = 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run ({QUICK}), kept apart in <results>/quick and <reports>/quick",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["ablations", "search", "report"],
+        help="run one stage (the report is always refreshed)",
+    )
+    ablate.add_study_args(parser)
+    search.add_search_args(parser)
+    parser.add_argument(
+        "--search-epochs",
+        type=int,
+        default=search.DEFAULT_EPOCH_CAP,
+        help="cap on a search trial's epochs",
+    )
+    cli.add_common_args(parser)
+    parser.set_defaults(trials=None, retrain_seeds=None, search_epochs=None)
+    args = parser.parse_args(argv)
+    defaults = QUICK if args.quick else FULL
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.quick:
+        args.results_dir = str(cli.results_dir(args) / "quick")
+        args.reports_dir = str(report.resolve_reports_dir(args.reports_dir) / "quick")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.simplefilter("ignore")  # library warnings are not the user's concern here
+    args = parse_args(argv)
+    results_dir = Path(cli.results_dir(args))
+    store = RunStore(results_dir)
+    stages = [args.only] if args.only else ["ablations", "search", "report"]
+
+    specs = [load_spec(name) for name in spec_names()]  # a bad spec stops us before training
+    tasks = ablate.grid(specs, args) if "ablations" in stages else []
+    grid_total = len({(t.config.hash(), t.seed) for t in tasks})
+    total, done = grid_total, grid_total - len(pending_tasks(tasks, store))
+    if "search" in stages:
+        optuna_study = search.open_study(
+            args.study, args.storage or search.default_storage(results_dir), SEARCH_SEED
+        )
+        total += args.trials + args.retrain_seeds
+        done += min(args.trials, search.finished_count(optuna_study))
+    new = []
+    with tqdm(
+        total=total, initial=done, desc="study", unit="step", dynamic_ncols=True, disable=total == 0
+    ) as bar:
+        if tasks:
+            new = run_tasks(
+                tasks, store, cli.data_dir(args), args.device, args.workers, args.threads, bar
+            )
+        if "search" in stages:
+            reference = ablate.with_epochs(load_spec(REFERENCE), args.epochs).config
+            search.run_search(args, args.search_epochs, SEARCH_SEED, reference, bar)
+    failed = sum(record["status"] != "ok" for record in new)
+
+    study = report.load_study(results_dir, epochs=args.epochs)
+    index = report.write_reports(study, report.resolve_reports_dir(args.reports_dir))
+    summary = report.summary_frame(study)
+    print(report.table(report.comparison_rows(summary)) if len(summary) else "no runs stored")
+    diverged = int(summary["diverged"].sum()) if len(summary) else 0
+    if diverged:
+        print(
+            f"{diverged} run(s) diverged ({failed} of them just now); they are recorded and "
+            "shown in the report"
+        )
+    print(f"\nreport: {index}")
+    return 1 if diverged else 0
+
 
 if __name__ == "__main__":
-    for seed in range(5):
-        main(["--seed", str(seed)])
+    raise SystemExit(cli.guard(lambda: main()))

@@ -14,9 +14,11 @@ variant "tuned", which the reports compare with the reference like any ablation.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +31,7 @@ from tqdm import tqdm
 from harness import cli, report
 from harness.config import Config
 from harness.data import Split, load_mnist, split
-from harness.grid import Task, run_tasks
+from harness.grid import Task, pending_tasks, run_tasks
 from harness.specs import REFERENCE
 from harness.store import RunStore
 from harness.train import fit, resolve_device
@@ -109,30 +111,36 @@ def optimize(
     seed: int,
     device: Any = "cpu",
     timeout: float | None = None,
+    bar: tqdm | None = None,
 ) -> None:
-    """Runs trials until the study holds `trials` finished ones (or the timeout passes)."""
+    """Runs trials until the study holds `trials` finished ones (or the timeout passes).
+
+    The bar advances by one per finished trial and shows the best value so far.
+    """
     remaining = trials - finished_count(study)
     if remaining <= 0:
         return
-    with tqdm(
-        total=trials, initial=trials - remaining, desc="search", unit="trial", dynamic_ncols=True
-    ) as bar:
+    seen = finished_count(study)
 
-        def show(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            bar.n = min(trials, finished_count(study))
+    def show(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        nonlocal seen
+        now = finished_count(study)
+        if bar is not None:
+            bar.update(now - seen)
             best = _best_value(study)
             bar.set_postfix_str(
-                "best val acc n/a" if best is None else f"best val acc {100 * best:.2f}%"
+                f"search trial {trial.number}, best val acc "
+                + ("n/a" if best is None else f"{100 * best:.2f}%")
             )
-            bar.refresh()
+        seen = now
 
-        study.optimize(
-            lambda trial: objective(trial, data, base, epoch_cap, seed, device),
-            n_trials=remaining,
-            timeout=timeout,
-            catch=(),
-            callbacks=[optuna.study.MaxTrialsCallback(trials, states=FINISHED), show],
-        )
+    study.optimize(
+        lambda trial: objective(trial, data, base, epoch_cap, seed, device),
+        n_trials=remaining,
+        timeout=timeout,
+        catch=(),
+        callbacks=[optuna.study.MaxTrialsCallback(trials, states=FINISHED), show],
+    )
 
 
 def _best_value(study: optuna.Study) -> float | None:
@@ -278,8 +286,16 @@ def default_storage(results_dir: Path) -> str:
     return f"sqlite:///{(results_dir / 'search.db').resolve()}"
 
 
-def run_search(args: argparse.Namespace, epoch_cap: int, seed: int) -> dict[str, Any]:
-    """Search, store the summary, re-train the best config; returns the summary."""
+def run_search(
+    args: argparse.Namespace,
+    epoch_cap: int,
+    seed: int,
+    reference: Config,
+    bar: tqdm | None = None,
+) -> dict[str, Any]:
+    """Search, store the summary, re-train the best config beside the reference; returns the
+    summary. Without a bar of the caller's, shows its own: over trials, then over runs.
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     results_dir = cli.results_dir(args)
     storage = args.storage or default_storage(results_dir)
@@ -287,16 +303,18 @@ def run_search(args: argparse.Namespace, epoch_cap: int, seed: int) -> dict[str,
     study = open_study(args.study, storage, seed)
     mnist = load_mnist(cli.data_dir(args))
     base = Config()
-    optimize(
-        study,
-        split(mnist, base.val_size, seed),
-        base,
-        args.trials,
-        epoch_cap,
-        seed,
-        device,
-        args.timeout,
-    )
+    with _own_bar(bar, args.trials, finished_count(study), "search", "trial") as trials_bar:
+        optimize(
+            study,
+            split(mnist, base.val_size, seed),
+            base,
+            args.trials,
+            epoch_cap,
+            seed,
+            device,
+            args.timeout,
+            trials_bar,
+        )
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise cli.UserError(f"study {args.study!r} has no complete trial yet")
     summary = summarize(study, storage)
@@ -304,11 +322,26 @@ def run_search(args: argparse.Namespace, epoch_cap: int, seed: int) -> dict[str,
     if args.retrain_seeds > 0:
         tuned = report.load_study(results_dir).variants[report.TUNED]
         seeds = range(args.retrain_seeds)
-        tasks = [Task(REFERENCE, Config(), s) for s in seeds]
+        tasks = [Task(REFERENCE, reference, s) for s in seeds]
         tasks += [Task(report.TUNED, tuned, s) for s in seeds]
-        with tqdm(total=len(tasks), desc="tuned re-training", unit="run") as bar:
-            run_tasks(tasks, RunStore(results_dir), cli.data_dir(args), args.device, 1, None, bar)
+        store = RunStore(results_dir)
+        done = len(tasks) - len(pending_tasks(tasks, store))
+        with _own_bar(bar, len(tasks), done, "tuned re-training", "run") as runs_bar:
+            if bar is not None:
+                bar.update(sum(store.has(tuned.hash(), s) for s in seeds))
+            run_tasks(tasks, store, cli.data_dir(args), args.device, 1, None, runs_bar)
     return summary
+
+
+@contextlib.contextmanager
+def _own_bar(
+    bar: tqdm | None, total: int, done: int, description: str, unit: str
+) -> Iterator[tqdm]:
+    if bar is not None:
+        yield bar
+        return
+    with tqdm(total=total, initial=done, desc=description, unit=unit, dynamic_ncols=True) as own:
+        yield own
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reports-dir", help="where reports go (default: ./reports)")
     cli.add_common_args(parser)
     args = parser.parse_args(argv)
-    summary = run_search(args, args.epochs, args.seed)
+    summary = run_search(args, args.epochs, args.seed, Config())
     print(
         f"best validation accuracy {100 * summary['best_value']:.2f}% "
         f"(trial {summary['best_trial']}): {json.dumps(summary['best_params'])}"
