@@ -1,0 +1,121 @@
+"""The ablation runner on real MNIST: smoke, resume after interruption, workers = serial."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.config import Config
+from harness.data import resolve_data_dir
+from harness.grid import Task, run_tasks
+from harness.store import RunStore
+from tests.test_train import metrics_only
+
+pytestmark = pytest.mark.slow
+TINY_REAL = Config(hidden_widths=(32, 16), dropout=(0.1, 0.0), epochs=1)
+
+
+def ablate(tmp_path: Path, *args: str, **popen) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "harness.ablate",
+        *args,
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--reports-dir",
+        str(tmp_path / "reports"),
+    ]
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    )
+
+
+def stored(tmp_path: Path) -> list[dict]:
+    return RunStore(tmp_path / "results").records()
+
+
+def test_two_specs_two_seeds_one_epoch_then_rerun_trains_nothing(tmp_path, real_mnist):
+    process = ablate(tmp_path, "no_dropout", "width_half", "--seeds", "2", "--epochs", "1")
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    records = stored(tmp_path)
+    assert sorted((r["label"], r["seed"]) for r in records) == [
+        ("no_dropout", 0),
+        ("no_dropout", 1),
+        ("reference", 0),
+        ("reference", 1),
+        ("width_half", 0),
+        ("width_half", 1),
+    ]
+    assert all(r["metrics"]["test_accuracy"] > 0.9 for r in records)
+    assert "no_dropout" in out and "Δ vs reference" in out
+    assert (tmp_path / "reports" / "variants" / "width_half.md").exists()
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "results" / "runs").iterdir()}
+
+    started = time.perf_counter()
+    rerun = ablate(tmp_path, "no_dropout", "width_half", "--seeds", "2", "--epochs", "1")
+    rerun.communicate(timeout=300)
+    assert rerun.returncode == 0
+    assert time.perf_counter() - started < 60  # imports and reports only, no training
+    assert mtimes == {p: p.stat().st_mtime_ns for p in (tmp_path / "results" / "runs").iterdir()}
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def _wait_for_first_run(tmp_path: Path, process: subprocess.Popen) -> None:
+    deadline = time.time() + 300
+    while not list((tmp_path / "results" / "runs").glob("*.json")):
+        assert process.poll() is None and time.time() < deadline, "no run finished"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("interruption", ["ctrl-c", "kill a worker"])
+def test_interrupted_grid_resumes_and_stores_each_run_once(tmp_path, real_mnist, interruption):
+    args = ("reference", "--seed-list", "0,1,2,3,4,5", "--epochs", "1", "--workers", "2")
+    process = ablate(tmp_path, *args, start_new_session=True)
+    _wait_for_first_run(tmp_path, process)
+    if interruption == "ctrl-c":
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        os.kill(_children(process.pid)[-1], signal.SIGKILL)  # the last-started worker
+    out, err = process.communicate(timeout=300)
+    assert process.returncode in (130, 2)
+    assert err.strip().splitlines()[-1].startswith(("interrupted", "error: a worker"))
+    finished_before = len(stored(tmp_path))
+    assert 1 <= finished_before < 6
+
+    rerun = ablate(tmp_path, *args)
+    out, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err
+    records = stored(tmp_path)
+    assert sorted(r["seed"] for r in records) == [0, 1, 2, 3, 4, 5]  # each exactly once
+    files = list((tmp_path / "results" / "runs").glob("*.json"))
+    assert len(files) == 6 and all(json.loads(f.read_text())["status"] == "ok" for f in files)
+
+
+def test_two_workers_give_the_same_numbers_as_serial(tmp_path, real_mnist):
+    tasks = [Task("tiny", TINY_REAL, seed) for seed in (0, 1)]
+    data_dir = resolve_data_dir()
+    serial = run_tasks(tasks, RunStore(tmp_path / "serial"), data_dir, workers=1, threads=1)
+    parallel = run_tasks(tasks, RunStore(tmp_path / "parallel"), data_dir, workers=2, threads=1)
+    by_seed = {r["seed"]: r for r in parallel}
+    for record in serial:
+        twin = by_seed[record["seed"]]
+        assert record["environment"]["threads"] == twin["environment"]["threads"] == 1
+        assert metrics_only(record) == metrics_only(twin)
