@@ -558,7 +558,7 @@ def _plot_curves(study: Study, labels: list[str], path: Path, band: bool) -> Non
         for ax, key in zip(axes, ["val_accuracy", "train_loss"], strict=True):
             x, mean, ci = _curve(runs, key)
             scale = 100 if key == "val_accuracy" else 1
-            ax.plot(x, scale * mean, label=f"{label} (n={len(runs)})")
+            ax.plot(x, scale * mean, marker=".", label=f"{label} (n={len(runs)})")
             if band and len(runs) > 1:
                 ax.fill_between(x, scale * ci[:, 0], scale * ci[:, 1], alpha=0.25)
     axes[0].set(xlabel="epoch", ylabel="validation accuracy (%)", title="Validation accuracy")

@@ -1,0 +1,74 @@
+"""run_all.py --quick end to end on real MNIST: interrupted, resumed, then rerun for free."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.specs import spec_names
+from harness.store import RunStore
+from tests.test_ablate import _wait_for_first_run
+
+pytestmark = pytest.mark.slow
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_all(tmp_path: Path, **popen) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "run_all.py",
+        "--quick",
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--reports-dir",
+        str(tmp_path / "reports"),
+    ]
+    return subprocess.Popen(
+        command,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def test_quick_study_resumes_after_interruption_and_reruns_in_seconds(tmp_path, real_mnist):
+    first = run_all(tmp_path, start_new_session=True)
+    _wait_for_first_run(tmp_path / "results" / "quick", first)
+    os.killpg(first.pid, signal.SIGINT)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 130 and err.strip().splitlines()[-1].startswith("interrupted")
+
+    second = run_all(tmp_path)
+    out, err = second.communicate(timeout=900)
+    assert second.returncode == 0, err
+    store = RunStore(tmp_path / "results" / "quick")
+    records = store.records()
+    labels = {r["label"] for r in records}
+    assert labels == set(spec_names()) | {"tuned"}
+    assert len(records) == 2 * len(spec_names()) + 2  # 2 seeds each, plus the tuned network
+    assert len({(r["config_hash"], r["seed"]) for r in records}) == len(records)
+    assert not (tmp_path / "results" / "runs").exists()  # quick results kept apart
+    reports = tmp_path / "reports" / "quick"
+    for page in [
+        "README.md",
+        "ablations.md",
+        "per_digit.md",
+        "claims.md",
+        "search.md",
+        "variants/tuned.md",
+    ]:
+        assert (reports / page).exists(), page
+    assert "tuned" in out and "report:" in out
+
+    started = time.perf_counter()
+    third = run_all(tmp_path)
+    third.communicate(timeout=300)
+    assert third.returncode == 0
+    assert time.perf_counter() - started < 90
+    assert len(store.records()) == len(records)
