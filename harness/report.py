@@ -397,11 +397,7 @@ def variant_page(study: Study, summary: pd.DataFrame, label: str) -> str:
         + (", ".join(f"`{k} = {json.dumps(v)}`" for k, v in changes.items()) or "none"),
         f"Config hash `{study.variants[label].hash()}`.",
         "## Paired comparison against the reference",
-        table(
-            comparison_rows(summary, [label])
-            if label == REFERENCE
-            else [r for r in comparison_rows(summary, [label]) if r["variant"] == label]
-        ),
+        table(comparison_rows(summary, [label])),
         "## Runs",
         table(per_run),
     ]

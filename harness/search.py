@@ -205,11 +205,7 @@ def search_section(study: report.Study, summary: pd.DataFrame, plots: Path) -> s
         {"parameter": k, "importance (fANOVA)": report.number(v, 3) if isinstance(v, float) else v}
         for k, v in search["importances"].items()
     ]
-    comparison = [
-        r
-        for r in report.comparison_rows(summary, [report.TUNED])
-        if r["variant"] in (REFERENCE, report.TUNED)
-    ]
+    comparison = report.comparison_rows(summary, [report.TUNED])
     return (
         "\n\n".join(
             [
