@@ -69,11 +69,21 @@ def suggest_config(trial: optuna.Trial, base: Config, epoch_cap: int) -> Config:
 
 
 def objective(
-    trial: optuna.Trial, data: Split, base: Config, epoch_cap: int, seed: int, device: Any
+    trial: optuna.Trial,
+    data: Split,
+    base: Config,
+    epoch_cap: int,
+    seed: int,
+    device: Any,
+    bar: tqdm | None = None,
 ) -> float:
     config = suggest_config(trial, base, epoch_cap)
 
     def report_epoch(epoch: dict[str, Any]) -> None:
+        if bar is not None:
+            bar.set_postfix_str(
+                f"search trial {trial.number}, epoch {epoch['epoch']}/{config.epochs}"
+            )
         trial.report(epoch["val_accuracy"], epoch["epoch"])
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch['epoch']}")
@@ -136,7 +146,7 @@ def optimize(
         seen = now
 
     study.optimize(
-        lambda trial: objective(trial, data, base, epoch_cap, seed, device),
+        lambda trial: objective(trial, data, base, epoch_cap, seed, device, bar),
         n_trials=remaining,
         timeout=timeout,
         catch=(),
