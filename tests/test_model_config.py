@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -59,3 +62,27 @@ def test_command_line_assignments():
         load_config(None, ["epochs"])
     with pytest.raises(ConfigError, match="epochs: expected int"):
         with_overrides(Config(), {"epochs": 1.5})
+
+
+def test_train_cli_rejects_bad_override_in_one_line(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.train",
+            "--set",
+            "learning_rate=0.1",
+            "--results-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --set learning_rate=0.1: unknown key 'learning_rate' (known: "
+        + ", ".join(Config().to_dict())
+        + ")"
+    ]
+    assert not any(tmp_path.iterdir())
