@@ -732,8 +732,37 @@ def write_reports(study: Study, out: Path) -> Path:
     for label in study.labels_with_runs():
         (out / "variants" / f"{label}.md").write_text(variant_page(study, summary, label))
         sections.append((f"Variant: {label}", f"variants/{label}.md"))
+    runs_table(study).to_csv(out / "runs.csv", index=False)
+    sections.append(("Every run behind these tables (CSV)", "runs.csv"))
     (out / "README.md").write_text(index_page(study, summary, sections))
     return out / "README.md"
+
+
+def runs_table(study: Study) -> pd.DataFrame:
+    """One row per run the report uses, so that a reader can recompute every number."""
+    columns = [
+        "seed",
+        "status",
+        "diverged_epoch",
+        "test_accuracy",
+        "test_loss",
+        "best_val_accuracy",
+        "best_epoch",
+        "train_val_gap",
+        "seconds_per_epoch",
+        "parameters",
+        "config_hash",
+    ]
+    frames = []
+    for label in study.labels_with_runs():
+        runs = study.runs(label).reindex(columns=[*columns, "per_digit_accuracy"])
+        digits = pd.DataFrame(
+            [a if isinstance(a, list) else [math.nan] * 10 for a in runs["per_digit_accuracy"]],
+            columns=[f"digit_{d}_accuracy" for d in range(10)],
+        )
+        frames.append(pd.concat([runs[columns].assign(variant=label), digits], axis=1))
+    table = pd.concat(frames, ignore_index=True)
+    return table[["variant", *table.columns.drop("variant")]]
 
 
 def main(argv: list[str] | None = None) -> int:

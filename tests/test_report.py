@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from harness import report, stats
@@ -133,6 +134,11 @@ def test_reports_are_complete_and_byte_identical(results, tmp_path):
     assert any(str(f).startswith("plots/forest") for f in files)
     for name in files:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    runs = pd.read_csv(first / "runs.csv")
+    assert len(runs) == 12 and set(runs["variant"]) == {"reference", "no_batchnorm", "width_half"}
+    reference = runs[runs["variant"] == "reference"]
+    summary = report.summary_frame(study).set_index("variant")
+    assert reference["test_accuracy"].mean() == pytest.approx(summary.loc["reference", "mean"])
     claims = (first / "claims.md").read_text()
     assert "| 568,970 parameters" in claims and "1,000" in claims
     digits = (first / "per_digit.md").read_text()
