@@ -46,7 +46,7 @@ DEFAULT_EPOCH_CAP = 20
 
 def suggest_config(trial: optuna.Trial, base: Config, epoch_cap: int) -> Config:
     """The search space: the MLP family around the reference, three hidden layers."""
-    width = trial.suggest_categorical("width", [256, 512, 768, 1024])  # halved layer by layer
+    width = trial.suggest_categorical("width", [512, 768, 1024])  # halved layer by layer
     weight_decay = 0.0
     if trial.suggest_categorical("use_weight_decay", [True, False]):
         weight_decay = trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True)
@@ -55,17 +55,34 @@ def suggest_config(trial: optuna.Trial, base: Config, epoch_cap: int) -> Config:
         hidden_widths=(width, width // 2, width // 4),
         batchnorm=trial.suggest_categorical("batchnorm", [True, False]),
         dropout=(
-            trial.suggest_float("dropout_1", 0.0, 0.6),
-            trial.suggest_float("dropout_2", 0.0, 0.6),
-            trial.suggest_float("dropout_3", 0.0, 0.4),
+            trial.suggest_float("dropout_1", 0.0, 0.5),
+            trial.suggest_float("dropout_2", 0.0, 0.5),
+            trial.suggest_float("dropout_3", 0.0, 0.3),
         ),
-        lr=trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        lr=trial.suggest_float("lr", 3e-4, 5e-3, log=True),
         weight_decay=weight_decay,
         batch_size=trial.suggest_categorical("batch_size", [64, 128, 256]),
         scheduler_factor=trial.suggest_float("scheduler_factor", 0.1, 0.7),
         scheduler_patience=trial.suggest_int("scheduler_patience", 0, 3),
-        epochs=trial.suggest_int("epochs", min(5, epoch_cap), epoch_cap),
+        epochs=trial.suggest_int("epochs", min(8, epoch_cap), epoch_cap),
     )
+
+
+def reference_params(reference: Config, epoch_cap: int) -> dict[str, Any]:
+    """The reference in the search space's terms: a new study's first trial, so that the
+    search starts from the known baseline and can only improve on it."""
+    return {
+        "width": reference.hidden_widths[0],
+        "use_weight_decay": reference.weight_decay > 0,
+        "weight_decay": reference.weight_decay,
+        "batchnorm": reference.batchnorm,
+        **{f"dropout_{i}": rate for i, rate in enumerate(reference.dropout, start=1)},
+        "lr": reference.lr,
+        "batch_size": reference.batch_size,
+        "scheduler_factor": reference.scheduler_factor,
+        "scheduler_patience": reference.scheduler_patience,
+        "epochs": min(reference.epochs, epoch_cap),
+    }
 
 
 def objective(
@@ -131,6 +148,8 @@ def optimize(
     remaining = trials - finished_count(study)
     if remaining <= 0:
         return
+    if not study.trials:
+        study.enqueue_trial(reference_params(base, epoch_cap))
     seen = finished_count(study)
 
     def show(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -304,7 +323,7 @@ def run_search(
     """Search, store the summary, re-train the best config beside the reference; returns the
     summary. Without a bar of the caller's, shows its own: over trials, then over runs.
     """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a Ctrl-C'd trial is no traceback
     results_dir = cli.results_dir(args)
     storage = args.storage or default_storage(results_dir)
     device = resolve_device(args.device)

@@ -58,16 +58,16 @@ def test_bad_trial_is_pruned_and_diverging_trial_does_not_stop_the_study(tmp_pat
                 distributions={},
             )
         )
-    # A deliberately poor trial (tiny learning rate, heavy dropout, no BatchNorm), then one
+    # A deliberately poor trial (lowest learning rate, heaviest dropout, no BatchNorm), then one
     # with an absurd learning rate that diverges, then an ordinary one.
     poor = {
-        "width": 256,
+        "width": 512,
         "use_weight_decay": False,
         "batchnorm": False,
-        "dropout_1": 0.6,
-        "dropout_2": 0.6,
-        "dropout_3": 0.4,
-        "lr": 1e-4,
+        "dropout_1": 0.5,
+        "dropout_2": 0.5,
+        "dropout_3": 0.3,
+        "lr": 3e-4,
         "batch_size": 256,
         "scheduler_factor": 0.5,
         "scheduler_patience": 1,
@@ -182,3 +182,10 @@ def test_two_workers_share_one_study_over_postgresql(postgres_url):
     assert 8 <= len(finished) == len(trials) <= 9
     starts = sorted(t.datetime_start for t in trials)
     assert starts[-1].timestamp() - started < 300
+
+
+def test_a_new_study_starts_from_the_reference(tmp_path):
+    study = open_study("anchored", sqlite(tmp_path), seed=0)
+    optimize(study, tiny_split(), BASE, trials=1, epoch_cap=2, seed=0)
+    first = study.trials[0]
+    assert first.user_attrs["config"] == dataclasses.replace(BASE, epochs=2).to_dict()
