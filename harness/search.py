@@ -183,7 +183,8 @@ def summarize(study: optuna.Study, storage: str) -> dict[str, Any]:
     best = study.best_trial
     try:
         importances = optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+            study,
+            evaluator=optuna.importance.PedAnovaImportanceEvaluator(),  # no sklearn needed
         )
     except (RuntimeError, ValueError) as error:  # too few complete trials
         importances = {"n/a": str(error)}
@@ -231,7 +232,10 @@ def search_section(study: report.Study, summary: pd.DataFrame, plots: Path) -> s
     counts = search["counts"]
     space = [{"parameter": k, "distribution": v} for k, v in sorted(search["space"].items())]
     importances = [
-        {"parameter": k, "importance (fANOVA)": report.number(v, 3) if isinstance(v, float) else v}
+        {
+            "parameter": k,
+            "importance (PED-ANOVA)": report.number(v, 3) if isinstance(v, float) else v,
+        }
         for k, v in search["importances"].items()
     ]
     comparison = report.comparison_rows(summary, [report.TUNED])

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from harness.config import Config
 from harness.data import split
-from harness.search import finished_count, open_study, optimize
+from harness.search import finished_count, open_study, optimize, summarize
 from tests.conftest import synthetic_mnist
 
 BASE = Config(val_size=100)
@@ -42,6 +42,16 @@ def test_tiny_search_completes_and_continues(tmp_path):
     optimize(again, data, BASE, trials=5, epoch_cap=2, seed=0)
     assert finished_count(again) == 5 and len(again.trials) == 5
     assert [t.number for t in again.trials] == [0, 1, 2, 3, 4]
+
+    summary = summarize(again, sqlite(tmp_path))  # what the report reads
+    assert summary["best_value"] == again.best_value
+    assert summary["counts"]["complete"] + summary["counts"]["pruned"] == 5
+    assert (
+        Config(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in summary["config"].items()}
+        ).val_size
+        == BASE.val_size
+    )
 
 
 @pytest.mark.filterwarnings("ignore:Fixed parameter lr")  # the absurd lr is on purpose
