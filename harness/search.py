@@ -226,7 +226,7 @@ def search_section(study: report.Study, summary: pd.DataFrame, plots: Path) -> s
     reference = study.variants[REFERENCE].to_dict()
     tuned = study.variants[report.TUNED].to_dict()
     params = [
-        {"parameter": k, "reference": json.dumps(reference[k]), "tuned": json.dumps(v)}
+        {"parameter": k, "reference": _short(reference[k]), "tuned": _short(v)}
         for k, v in tuned.items()
     ]
     counts = search["counts"]
@@ -266,6 +266,15 @@ def search_section(study: report.Study, summary: pd.DataFrame, plots: Path) -> s
         )
         + "\n"
     )
+
+
+def _short(value: Any) -> str:
+    """A config value for a table: floats to four significant digits."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    return json.dumps(value)
 
 
 def _plot_history(search: dict[str, Any], path: Path) -> None:
@@ -314,7 +323,7 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
 
 def default_storage(results_dir: Path) -> str:
     results_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(results_dir / 'search.db').resolve()}"
+    return f"sqlite:///{results_dir / 'search.db'}"  # relative to the working directory
 
 
 def run_search(
