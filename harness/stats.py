@@ -26,11 +26,9 @@ class Interval(NamedTuple):
 def mean_ci(values: list[float], confidence: float = CONFIDENCE) -> Interval:
     """Mean with a Student-t interval for the mean (NaN bounds below two values)."""
     x = np.asarray(values, dtype=float)
-    if len(x) < 2:
-        return Interval(float(x.mean()) if len(x) else NAN, NAN, NAN)
+    if (degenerate := _degenerate_interval(x)) is not None:
+        return degenerate
     mean = float(x.mean())
-    if np.ptp(x) == 0:
-        return Interval(mean, mean, mean)
     low, high = stats.ttest_1samp(x, 0.0).confidence_interval(confidence)
     return Interval(mean, float(low), float(high))
 
@@ -40,11 +38,9 @@ def bootstrap_ci(
 ) -> Interval:
     """Mean with a BCa bootstrap interval (seeded, so a report is reproducible)."""
     x = np.asarray(values, dtype=float)
-    if len(x) < 2:
-        return Interval(float(x.mean()) if len(x) else NAN, NAN, NAN)
+    if (degenerate := _degenerate_interval(x)) is not None:
+        return degenerate
     mean = float(x.mean())
-    if np.ptp(x) == 0:
-        return Interval(mean, mean, mean)
     result = stats.bootstrap(
         (x,),
         np.mean,
@@ -103,6 +99,15 @@ def binomial_ci(successes: int, trials: int, confidence: float = CONFIDENCE) -> 
     """A single run's accuracy on a test set with a Wilson score interval."""
     interval = stats.binomtest(successes, trials).proportion_ci(confidence, method="wilson")
     return Interval(successes / trials, float(interval.low), float(interval.high))
+
+
+def _degenerate_interval(x: np.ndarray) -> Interval | None:
+    """No interval below two values; a zero-width one when all values are equal."""
+    if len(x) < 2:
+        return Interval(float(x.mean()) if len(x) else NAN, NAN, NAN)
+    if np.ptp(x) == 0:
+        return Interval(float(x[0]), float(x[0]), float(x[0]))
+    return None
 
 
 def _differences(variant: list[float], reference: list[float]) -> np.ndarray:
