@@ -78,9 +78,10 @@ def _children(pid: int) -> list[int]:
     return sorted(found)
 
 
-def _wait_for_first_run(tmp_path: Path, process: subprocess.Popen) -> None:
+def wait_for_first_run(runs: Path, process: subprocess.Popen) -> None:
+    """Until the first run record appears in the runs folder, while the process lives."""
     deadline = time.time() + 300
-    while not list((tmp_path / "results" / "runs").glob("*.json")):
+    while not list(runs.glob("*.json")):
         assert process.poll() is None and time.time() < deadline, "no run finished"
         time.sleep(0.2)
 
@@ -89,7 +90,7 @@ def _wait_for_first_run(tmp_path: Path, process: subprocess.Popen) -> None:
 def test_interrupted_grid_resumes_and_stores_each_run_once(tmp_path, real_mnist, interruption):
     args = ("reference", "--seed-list", "0,1,2,3,4,5", "--epochs", "1", "--workers", "2")
     process = ablate(tmp_path, *args, start_new_session=True)
-    _wait_for_first_run(tmp_path, process)
+    wait_for_first_run(tmp_path / "results" / "runs", process)
     if interruption == "ctrl-c":
         os.killpg(process.pid, signal.SIGINT)
     else:

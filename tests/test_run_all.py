@@ -11,7 +11,7 @@ import pytest
 
 from harness.specs import spec_names
 from harness.store import RunStore
-from tests.test_ablate import _wait_for_first_run
+from tests.test_ablate import wait_for_first_run
 
 pytestmark = pytest.mark.slow
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ def run_all(tmp_path: Path, **popen) -> subprocess.Popen:
 
 def test_quick_study_resumes_after_interruption_and_reruns_in_seconds(tmp_path, real_mnist):
     first = run_all(tmp_path, start_new_session=True)
-    _wait_for_first_run(tmp_path / "results" / "quick", first)
+    wait_for_first_run(tmp_path / "results" / "quick" / "runs", first)
     os.killpg(first.pid, signal.SIGINT)
     _, err = first.communicate(timeout=300)
     assert first.returncode == 130 and err.strip().splitlines()[-1].startswith("interrupted")
