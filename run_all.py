@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from harness import ablate, cli, report, search
-from harness.grid import pending_tasks, run_tasks
+from harness.grid import progress_counts, run_tasks
 from harness.specs import REFERENCE, load_spec, spec_names
 from harness.store import RunStore
 
@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     specs = [load_spec(name) for name in spec_names()]  # a bad spec stops us before training
     tasks = ablate.grid(specs, args) if "ablations" in stages else []
-    grid_total = len({(t.config.hash(), t.seed) for t in tasks})
-    total, done = grid_total, grid_total - len(pending_tasks(tasks, store))
+    total, done = progress_counts(tasks, store)
     if "search" in stages:
         optuna_study = search.open_study(
             args.study, args.storage or search.default_storage(results_dir), SEARCH_SEED

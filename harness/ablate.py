@@ -16,7 +16,7 @@ import dataclasses
 from tqdm import tqdm
 
 from harness import cli, report
-from harness.grid import Task, pending_tasks, run_tasks
+from harness.grid import Task, progress_counts, run_tasks
 from harness.specs import REFERENCE, Spec, SpecError, load_spec, spec_names
 from harness.store import RunStore
 
@@ -75,8 +75,7 @@ def grid(specs: list[Spec], args: argparse.Namespace) -> list[Task]:
 def run_grid(tasks: list[Task], args: argparse.Namespace, description: str) -> list[dict]:
     """Trains what is missing under one progress bar over all the grid's runs."""
     store = RunStore(cli.results_dir(args))
-    total = len({(task.config.hash(), task.seed) for task in tasks})
-    done = total - len(pending_tasks(tasks, store))
+    total, done = progress_counts(tasks, store)
     with tqdm(total=total, initial=done, desc=description, unit="run", dynamic_ncols=True) as bar:
         return run_tasks(
             tasks, store, cli.data_dir(args), args.device, args.workers, args.threads, bar

@@ -55,6 +55,12 @@ def pending_tasks(tasks: list[Task], store: RunStore) -> list[Task]:
     return pending
 
 
+def progress_counts(tasks: list[Task], store: RunStore) -> tuple[int, int]:
+    """How many distinct runs the tasks name, and how many of them are stored already."""
+    total = len({(task.config.hash(), task.seed) for task in tasks})
+    return total, total - len(pending_tasks(tasks, store))
+
+
 def run_tasks(
     tasks: list[Task],
     store: RunStore,
