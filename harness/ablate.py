@@ -39,12 +39,7 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
     seeds.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: each spec's, else 5)")
     seeds.add_argument("--seed-list", type=parse_seed_list, help="explicit seeds, e.g. 0,1,2")
     parser.add_argument("--epochs", type=int, help="override every spec's epochs")
-    parser.add_argument("--workers", type=int, default=1, help="training processes side by side")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        help="torch threads per run (default: cores divided among the workers)",
-    )
+    cli.add_worker_args(parser)
     parser.add_argument("--reports-dir", help="where reports go (default: ./reports)")
 
 
@@ -101,8 +96,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.all == bool(args.names):
         parser.error("name one or more ablations, or pass --all")
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
     names = spec_names() if args.all else args.names
     specs = [load_spec(name) for name in names]  # every spec parses before anything trains
     if not specs:

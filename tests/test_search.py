@@ -58,16 +58,14 @@ def test_tiny_search_completes_and_continues(tmp_path):
 def test_bad_trial_is_pruned_and_diverging_trial_does_not_stop_the_study(tmp_path):
     data = tiny_split()
     study = open_study("prune", sqlite(tmp_path), seed=0)
-    # Five finished trials that were perfect at every epoch: anything worse is below median.
+    # Five finished trials that were perfect at every epoch, reported through the pruner so that
+    # it keeps its own books: a worse trial is not in the best third at the first rung.
     for _ in range(5):
-        study.add_trial(
-            optuna.trial.create_trial(
-                value=1.0,
-                intermediate_values={e: 1.0 for e in range(1, 6)},
-                params={},
-                distributions={},
-            )
-        )
+        perfect = study.ask()
+        for epoch in range(1, 6):
+            perfect.report(1.0, epoch)
+            assert not perfect.should_prune()
+        study.tell(perfect, 1.0)
     # A deliberately poor trial (lowest learning rate, heaviest dropout, no BatchNorm), then one
     # with an absurd learning rate that diverges, then an ordinary one.
     poor = {
@@ -82,6 +80,7 @@ def test_bad_trial_is_pruned_and_diverging_trial_does_not_stop_the_study(tmp_pat
         "scheduler_factor": 0.5,
         "scheduler_patience": 1,
         "epochs": 5,
+        "shift": 0,
     }
     study.enqueue_trial(poor)
     study.enqueue_trial({**poor, "batchnorm": True, "dropout_1": 0.0, "lr": 1e30})
