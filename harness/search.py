@@ -120,13 +120,15 @@ def objective(
     return result.best_val_accuracy
 
 
-def open_study(name: str, storage: str, seed: int) -> optuna.Study:
+def open_study(name: str, storage: str, seed: int | None) -> optuna.Study:
+    """seed=None: the sampler draws fresh randomness (processes sharing a storage must not all
+    propose the same first trials). constant_liar keeps parallel workers apart."""
     return optuna.create_study(
         study_name=name,
         storage=storage,
         direction="maximize",
         load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True),
         # at epochs 2, 6 and 18, a trial goes on only if it is in the best third of the trials
         # that reached that epoch: most of the budget goes to the most promising trials
         pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=3),
@@ -348,7 +350,8 @@ def run_search(
     results_dir = cli.results_dir(args)
     storage = args.storage or default_storage(results_dir)
     device = resolve_device(args.device)
-    study = open_study(args.study, storage, seed)
+    sampler_seed = None if args.storage else seed  # a shared storage: see open_study
+    study = open_study(args.study, storage, sampler_seed)
     base = Config()
     with _own_bar(bar, args.trials, finished_count(study), "search", "trial") as trials_bar:
         if args.workers == 1:
@@ -365,7 +368,7 @@ def run_search(
                 trials_bar,
             )
         else:
-            _optimize_in_workers(study, storage, args, epoch_cap, seed, trials_bar)
+            _optimize_in_workers(study, storage, args, epoch_cap, seed, sampler_seed, trials_bar)
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise cli.UserError(f"study {args.study!r} has no complete trial yet")
     summary = summarize(study, storage)
@@ -387,7 +390,13 @@ def run_search(
 
 
 def _optimize_in_workers(
-    study: optuna.Study, storage: str, args: argparse.Namespace, epoch_cap: int, seed: int, bar
+    study: optuna.Study,
+    storage: str,
+    args: argparse.Namespace,
+    epoch_cap: int,
+    seed: int,
+    sampler_seed: int | None,
+    bar: tqdm,
 ) -> None:
     """Worker processes share the study through its storage, as separate machines would.
 
@@ -410,7 +419,7 @@ def _optimize_in_workers(
                 args.trials,
                 epoch_cap,
                 seed,
-                seed + worker,
+                None if sampler_seed is None else sampler_seed + worker,
                 args.device,
                 threads,
                 args.timeout,
@@ -447,7 +456,7 @@ def _search_worker(
     trials: int,
     epoch_cap: int,
     seed: int,
-    sampler_seed: int,
+    sampler_seed: int | None,
     device: str,
     threads: int,
     timeout: float | None,

@@ -7,7 +7,16 @@ import pytest
 import torch
 from torchvision.datasets import MNIST
 
-from harness.data import DataError, load_mnist, raw_folder, resolve_data_dir, stratified_split
+from harness.data import (
+    MEAN,
+    STD,
+    DataError,
+    load_mnist,
+    random_shifts,
+    raw_folder,
+    resolve_data_dir,
+    stratified_split,
+)
 
 
 def test_stratified_split_is_seeded_disjoint_and_proportional():
@@ -21,6 +30,26 @@ def test_stratified_split_is_seeded_disjoint_and_proportional():
     again_train, again_val = stratified_split(labels, 200, seed=1)
     assert torch.equal(val, again_val) and torch.equal(train, again_train)
     assert not torch.equal(val, stratified_split(labels, 200, seed=2)[1])
+
+
+def test_random_shifts_translate_each_image_by_at_most_max_shift():
+    images = torch.randn(400, 784)
+    shifted = random_shifts(images, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(shifted, random_shifts(images, 2, torch.Generator().manual_seed(0)))
+    assert torch.equal(random_shifts(images, 0, torch.Generator()), images)
+    background = -MEAN / STD
+    seen = set()
+    for image, moved in zip(images.view(-1, 28, 28), shifted.view(-1, 28, 28), strict=True):
+        matches = []
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                expected = torch.full((32, 32), background)
+                expected[2 + dy : 30 + dy, 2 + dx : 30 + dx] = image
+                if torch.equal(expected[2:30, 2:30], moved):
+                    matches.append((dy, dx))
+        assert len(matches) == 1  # random content: exactly one translation explains the image
+        seen.update(matches)
+    assert len(seen) == 25  # every offset in [-2, 2]² is drawn
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ def test_toml_overrides_and_hash(tmp_path):
         ("hidden_widths = 512", "hidden_widths: expected a list of int"),
         ("dropout = [0.1]", "dropout: 1 rates for 3 hidden layers"),
         ("lr = = 1", "TOML syntax error"),
+        ("shift = 9", "shift: must be between 0 and 4 pixels"),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path, text, fragment):

@@ -23,6 +23,13 @@ def test_same_config_and_seed_give_identical_metrics(tiny_mnist):
     assert metrics_only(first) != metrics_only(run(TINY, 8, tiny_mnist))
 
 
+def test_augmented_run_is_reproducible_and_differs_from_the_plain_one(tiny_mnist):
+    shifted = dataclasses.replace(TINY, shift=2)
+    first = run(shifted, 7, tiny_mnist)
+    assert metrics_only(first) == metrics_only(run(shifted, 7, tiny_mnist))
+    assert metrics_only(first) != metrics_only(run(TINY, 7, tiny_mnist))
+
+
 def test_run_learns_and_records_everything(tiny_mnist):
     record = run(TINY, 0, tiny_mnist, label="tiny")
     assert record["status"] == "ok" and record["label"] == "tiny"
