@@ -1,6 +1,7 @@
-"""The whole study end to end: every ablation across seeds, the Optuna search and the tuned
-network's re-training, then the reports. Resumable: stored runs and finished trials are kept,
-so an interrupted run continues where it stopped, and a completed one only refreshes reports.
+"""The whole study end to end: the Optuna search, then the reference, every ablation and the
+tuned network across seeds in one grid of runs, then the reports. Resumable: stored runs and
+finished trials are kept, so an interrupted run continues where it stopped, and a completed one
+only refreshes the reports.
 
     python run_all.py                 # the full study (5 seeds, 15 epochs, 40 trials)
     python run_all.py --quick         # a smoke version in results/quick and reports/quick
@@ -65,28 +66,29 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results_dir = Path(cli.results_dir(args))
     store = RunStore(results_dir)
-    stages = [args.only] if args.only else ["ablations", "search", "report"]
+    stages = [args.only] if args.only else ["search", "ablations", "report"]
 
     specs = [load_spec(name) for name in spec_names()]  # a bad spec stops us before training
     tasks = ablate.grid(specs, args) if "ablations" in stages else []
-    total, done = progress_counts(tasks, store)
-    if "search" in stages:
+    searching = "search" in stages
+    trials_done = 0
+    if searching:
         optuna_study = search.open_study(
             args.study, args.storage or search.default_storage(results_dir), SEARCH_SEED
         )
-        total += args.trials + args.retrain_seeds
-        done += min(args.trials, search.finished_count(optuna_study))
-    new = []
-    with tqdm(
-        total=total, initial=done, desc="study", unit="step", dynamic_ncols=True, disable=total == 0
-    ) as bar:
-        if tasks:
-            new = run_tasks(
-                tasks, store, cli.data_dir(args), args.device, args.workers, args.threads, bar
-            )
-        if "search" in stages:
+        trials_done = min(args.trials, search.finished_count(optuna_study))
+    with tqdm(desc="study", unit="step", dynamic_ncols=True) as bar:
+        # The tuned runs are known once the search is over: until then, retrain_seeds stand in.
+        _count(bar, store, tasks, trials_done, args.trials + args.retrain_seeds if searching else 0)
+        if searching:
+            search.run_search(args, args.search_epochs, SEARCH_SEED, bar)
             reference = ablate.with_epochs(load_spec(REFERENCE), args.epochs).config
-            search.run_search(args, args.search_epochs, SEARCH_SEED, reference, bar)
+            tasks += search.retraining_tasks(results_dir, reference, range(args.retrain_seeds))
+            _count(bar, store, tasks, args.trials, args.trials)
+        # One grid for the ablations and the tuned network: the workers stay busy to the end.
+        new = run_tasks(
+            tasks, store, cli.data_dir(args), args.device, args.workers, args.threads, bar
+        )
     failed = sum(record["status"] != "ok" for record in new)
 
     study = report.load_study(results_dir, epochs=args.epochs)
@@ -101,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"\nreport: {index}")
     return 1 if diverged else 0
+
+
+def _count(bar: tqdm, store: RunStore, tasks: list, steps_done: int, steps: int) -> None:
+    """The bar's total and position: the grid's runs plus the search's steps."""
+    runs, runs_done = progress_counts(tasks, store)
+    bar.total, bar.n = runs + steps, runs_done + steps_done
+    bar.refresh()
 
 
 if __name__ == "__main__":

@@ -13,12 +13,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from tqdm import tqdm
-
 from harness import cli, report
-from harness.grid import Task, progress_counts, run_tasks
+from harness.grid import Task, run_grid
 from harness.specs import REFERENCE, Spec, SpecError, load_spec, spec_names
-from harness.store import RunStore
 
 
 def parse_seed_list(value: str) -> list[int]:
@@ -65,16 +62,6 @@ def grid(specs: list[Spec], args: argparse.Namespace) -> list[Task]:
         tasks += [Task(spec.name, with_epochs(spec, args.epochs).config, s) for s in seeds]
     tasks = [Task(REFERENCE, reference.config, s) for s in sorted(reference_seeds)] + tasks
     return tasks
-
-
-def run_grid(tasks: list[Task], args: argparse.Namespace, description: str) -> list[dict]:
-    """Trains what is missing under one progress bar over all the grid's runs."""
-    store = RunStore(cli.results_dir(args))
-    total, done = progress_counts(tasks, store)
-    with tqdm(total=total, initial=done, desc=description, unit="run", dynamic_ncols=True) as bar:
-        return run_tasks(
-            tasks, store, cli.data_dir(args), args.device, args.workers, args.threads, bar
-        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ how many ran beside it.
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures as futures
 import multiprocessing
 import os
@@ -19,9 +20,10 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from harness import UserError
+from harness import UserError, cli
 from harness.config import Config
 from harness.data import Mnist, load_mnist
+from harness.model import INPUT_SIZE, NUM_CLASSES
 from harness.store import RunStore
 from harness.train import resolve_device, run
 
@@ -61,6 +63,22 @@ def progress_counts(tasks: list[Task], store: RunStore) -> tuple[int, int]:
     return total, total - len(pending_tasks(tasks, store))
 
 
+def run_grid(tasks: list[Task], args: argparse.Namespace, description: str) -> list[dict]:
+    """Trains what is missing under one progress bar over all the grid's runs."""
+    store = RunStore(cli.results_dir(args))
+    total, done = progress_counts(tasks, store)
+    with tqdm(total=total, initial=done, desc=description, unit="run", dynamic_ncols=True) as bar:
+        return run_tasks(
+            tasks, store, cli.data_dir(args), args.device, args.workers, args.threads, bar
+        )
+
+
+def estimated_work(config: Config) -> int:
+    """Multiply-adds per training image over the whole run: a run's relative cost."""
+    widths = [INPUT_SIZE, *config.hidden_widths, NUM_CLASSES]
+    return config.epochs * sum(a * b for a, b in zip(widths, widths[1:], strict=False))
+
+
 def run_tasks(
     tasks: list[Task],
     store: RunStore,
@@ -96,6 +114,8 @@ def _run_serial(pending, store, mnist, device, threads, bar) -> list[dict[str, A
 
 
 def _run_parallel(pending, store, data_dir, device, workers, threads, bar) -> list[dict[str, Any]]:
+    # Longest first, so that no worker sits idle at the end waiting for one long run.
+    pending = sorted(pending, key=lambda task: estimated_work(task.config), reverse=True)
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager:
         epochs = manager.Queue()

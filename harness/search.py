@@ -35,9 +35,8 @@ from tqdm import tqdm
 from harness import cli, report
 from harness.config import Config
 from harness.data import Split, load_mnist, split
-from harness.grid import Task, WorkerDied, default_threads, pending_tasks, run_tasks
+from harness.grid import Task, WorkerDied, default_threads, run_grid
 from harness.specs import REFERENCE
-from harness.store import RunStore
 from harness.train import fit, resolve_device
 
 if TYPE_CHECKING:
@@ -65,7 +64,7 @@ def suggest_config(trial: optuna.Trial, base: Config, epoch_cap: int) -> Config:
         ),
         lr=trial.suggest_float("lr", 3e-4, 5e-3, log=True),
         weight_decay=weight_decay,
-        batch_size=trial.suggest_categorical("batch_size", [64, 128, 256]),
+        batch_size=trial.suggest_categorical("batch_size", [128, 256, 512]),
         scheduler_factor=trial.suggest_float("scheduler_factor", 0.1, 0.7),
         scheduler_patience=trial.suggest_int("scheduler_patience", 0, 3),
         epochs=trial.suggest_int("epochs", min(8, epoch_cap), epoch_cap),
@@ -337,14 +336,10 @@ def default_storage(results_dir: Path) -> str:
 
 
 def run_search(
-    args: argparse.Namespace,
-    epoch_cap: int,
-    seed: int,
-    reference: Config,
-    bar: tqdm | None = None,
+    args: argparse.Namespace, epoch_cap: int, seed: int, bar: tqdm | None = None
 ) -> dict[str, Any]:
-    """Search, store the summary, re-train the best config beside the reference; returns the
-    summary. Without a bar of the caller's, shows its own: over trials, then over runs.
+    """Searches until the study holds --trials finished trials and stores its summary, which
+    names the tuned config. Without a bar of the caller's, shows its own over trials.
     """
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a Ctrl-C'd trial is no traceback
     results_dir = cli.results_dir(args)
@@ -353,40 +348,39 @@ def run_search(
     sampler_seed = None if args.storage else seed  # a shared storage: see open_study
     study = open_study(args.study, storage, sampler_seed)
     base = Config()
-    with _own_bar(bar, args.trials, finished_count(study), "search", "trial") as trials_bar:
-        if args.workers == 1:
-            mnist = load_mnist(cli.data_dir(args))
-            optimize(
-                study,
-                split(mnist, base.val_size, seed),
-                base,
-                args.trials,
-                epoch_cap,
-                seed,
-                device,
-                args.timeout,
-                trials_bar,
-            )
-        else:
-            _optimize_in_workers(study, storage, args, epoch_cap, seed, sampler_seed, trials_bar)
+    finished = finished_count(study)
+    if finished < args.trials:  # else no worker is started: a rerun takes seconds
+        with _own_bar(bar, args.trials, finished, "search", "trial") as trials_bar:
+            if args.workers == 1:
+                data = split(load_mnist(cli.data_dir(args)), base.val_size, seed)
+                optimize(
+                    study,
+                    data,
+                    base,
+                    args.trials,
+                    epoch_cap,
+                    seed,
+                    device,
+                    args.timeout,
+                    trials_bar,
+                )
+            else:
+                _optimize_in_workers(
+                    study, storage, args, epoch_cap, seed, sampler_seed, trials_bar
+                )
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise cli.UserError(f"study {args.study!r} has no complete trial yet")
     summary = summarize(study, storage)
     (results_dir / report.TUNED_FILE).write_text(json.dumps(summary, indent=1))
-    if args.retrain_seeds > 0:
-        tuned = report.load_study(results_dir).variants[report.TUNED]
-        seeds = range(args.retrain_seeds)
-        tasks = [Task(REFERENCE, reference, s) for s in seeds]
-        tasks += [Task(report.TUNED, tuned, s) for s in seeds]
-        store = RunStore(results_dir)
-        done = len(tasks) - len(pending_tasks(tasks, store))
-        with _own_bar(bar, len(tasks), done, "tuned re-training", "run") as runs_bar:
-            if bar is not None:
-                bar.update(sum(store.has(tuned.hash(), s) for s in seeds))
-            run_tasks(
-                tasks, store, cli.data_dir(args), args.device, args.workers, args.threads, runs_bar
-            )
     return summary
+
+
+def retraining_tasks(results_dir: Path, reference: Config, seeds: range) -> list[Task]:
+    """The stored tuned config over the seeds, beside the reference on the same seeds."""
+    tuned = report.load_study(results_dir).variants[report.TUNED]
+    return [Task(REFERENCE, reference, s) for s in seeds] + [
+        Task(report.TUNED, tuned, s) for s in seeds
+    ]
 
 
 def _optimize_in_workers(
@@ -426,7 +420,7 @@ def _optimize_in_workers(
             )
             for worker in range(args.workers)
         }
-        seen = finished_count(study)
+        seen = min(finished_count(study), args.trials)
         try:
             while running:
                 done, running = futures.wait(running, timeout=1.0)
@@ -496,7 +490,10 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_worker_args(parser)
     cli.add_common_args(parser)
     args = parser.parse_args(argv)
-    summary = run_search(args, args.epochs, args.seed, Config())
+    summary = run_search(args, args.epochs, args.seed)
+    if args.retrain_seeds > 0:
+        tasks = retraining_tasks(cli.results_dir(args), Config(), range(args.retrain_seeds))
+        run_grid(tasks, args, "tuned re-training")
     print(
         f"best validation accuracy {100 * summary['best_value']:.2f}% "
         f"(trial {summary['best_trial']}): {json.dumps(summary['best_params'])}"
