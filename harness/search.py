@@ -197,8 +197,12 @@ def summarize(study: optuna.Study, storage: str) -> dict[str, Any]:
     except (RuntimeError, ValueError) as error:  # too few complete trials
         importances = {"n/a": str(error)}
     trials = study.get_trials(deepcopy=False)
+    ended = [t.datetime_complete for t in trials if t.datetime_complete is not None]
+    started = [t.datetime_start for t in trials if t.datetime_start is not None]
     return {
         "study": study.study_name,
+        # first trial's start to last trial's end: the search's wall time, if run in one go
+        "wall_seconds": (max(ended) - min(started)).total_seconds() if ended else None,
         "storage": _redacted(storage),
         "config": best.user_attrs["config"],
         "best_trial": best.number,
@@ -259,7 +263,8 @@ def search_section(study: report.Study, summary: pd.DataFrame, plots: Path) -> s
                 "read. Trials may add random-shift augmentation (`shift`, in pixels).",
                 f"Trials: {counts['complete']} complete, {counts['pruned']} pruned, "
                 f"{counts['fail']} failed. Best validation accuracy "
-                f"**{report.pct(search['best_value'])}** (trial {search['best_trial']}).",
+                f"**{report.pct(search['best_value'])}** (trial {search['best_trial']}). "
+                f"From the first trial's start to the last one's end: {_minutes(search)}.",
                 "## Tuned vs reference on the test set",
                 "The best config re-trained over the seeds below, paired with the reference on the "
                 "same seeds.",
@@ -275,6 +280,11 @@ def search_section(study: report.Study, summary: pd.DataFrame, plots: Path) -> s
         )
         + "\n"
     )
+
+
+def _minutes(search: dict[str, Any]) -> str:
+    seconds = search.get("wall_seconds")  # absent from summaries written before it was kept
+    return "not recorded" if seconds is None else f"{seconds / 60:.1f} min"
 
 
 def _short(value: Any) -> str:

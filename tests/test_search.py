@@ -46,6 +46,7 @@ def test_tiny_search_completes_and_continues(tmp_path):
     summary = summarize(again, sqlite(tmp_path))  # what the report reads
     assert summary["best_value"] == again.best_value
     assert summary["counts"]["complete"] + summary["counts"]["pruned"] == 5
+    assert 0 < summary["wall_seconds"] < 600
     assert (
         Config(
             **{k: tuple(v) if isinstance(v, list) else v for k, v in summary["config"].items()}
