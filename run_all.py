@@ -3,25 +3,27 @@ tuned network across seeds in one grid of runs, then the reports. Resumable: sto
 finished trials are kept, so an interrupted run continues where it stopped, and a completed one
 only refreshes the reports.
 
-    python run_all.py                 # the full study (5 seeds, 15 epochs, 40 trials)
-    python run_all.py --quick         # a smoke version in results/quick and reports/quick
-    python run_all.py --only report   # regenerate the reports from stored runs
+    python run_all.py                   # the full study (5 seeds, 15 epochs, 40 trials)
+    python run_all.py --until-decided   # seeds per ablation from a 5-seed pilot's spread
+    python run_all.py --quick           # a smoke version in results/quick and reports/quick
+    python run_all.py --only report     # regenerate the reports from stored runs
 """
 
 from __future__ import annotations
 
 import argparse
-import warnings
-from pathlib import Path
+import dataclasses
 
 from tqdm import tqdm
 
-from harness import ablate, cli, report, search
-from harness.grid import progress_counts, run_tasks
-from harness.specs import REFERENCE, load_spec, spec_names
+from harness import ablate, cli, report, search, study
+from harness.grid import check_before_training, progress_counts
+from harness.plan import load_search_summary, tuned_arm
+from harness.specs import load_specs, spec_names
 from harness.store import RunStore
+from harness.tuning import DEFAULT_EPOCH_CAP, SearchSettings, finished_count, open_study, run_search
 
-FULL = {"trials": 40, "retrain_seeds": 5, "search_epochs": search.DEFAULT_EPOCH_CAP}
+FULL = {"trials": 40, "retrain_seeds": 5, "search_epochs": DEFAULT_EPOCH_CAP}
 QUICK = {"seeds": 2, "epochs": 2, "trials": 6, "retrain_seeds": 2, "search_epochs": 2}
 SEARCH_SEED = 0
 
@@ -43,17 +45,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ablate.add_study_args(parser)
     search.add_search_args(parser)
     parser.add_argument(
-        "--search-epochs",
-        type=int,
-        default=search.DEFAULT_EPOCH_CAP,
-        help="cap on a search trial's epochs",
+        "--search-epochs", type=cli.positive_int, help="cap on a search trial's epochs"
     )
     cli.add_common_args(parser)
-    parser.set_defaults(trials=None, retrain_seeds=None, search_epochs=None)
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else FULL
     for key, value in defaults.items():
-        if getattr(args, key) is None:
+        if getattr(args, key, None) is None:
             setattr(args, key, value)
     if args.quick:
         args.results_dir = str(cli.results_dir(args) / "quick")
@@ -62,55 +60,55 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    warnings.simplefilter("ignore")  # library warnings are not the user's concern here
     args = parse_args(argv)
-    results_dir = Path(cli.results_dir(args))
+    results_dir = cli.results_dir(args)
+    reports_dir = report.resolve_reports_dir(args.reports_dir)
+    if args.only == "report":
+        return report.finish(results_dir, reports_dir)
+    stages = [args.only] if args.only else ["search", "ablations"]
+    specs = load_specs(spec_names())  # a broken spec stops us before anything trains
+    resources = cli.resources(args)
     store = RunStore(results_dir)
-    stages = [args.only] if args.only else ["search", "ablations", "report"]
-
-    specs = [load_spec(name) for name in spec_names()]  # a bad spec stops us before training
-    tasks = ablate.grid(specs, args) if "ablations" in stages else []
-    searching = "search" in stages
-    trials_done = 0
-    if searching:
-        optuna_study = search.open_study(
-            args.study, args.storage or search.default_storage(results_dir), SEARCH_SEED
-        )
-        trials_done = min(args.trials, search.finished_count(optuna_study))
+    check_before_training(store, resources)
+    settings = SearchSettings(
+        args.study, args.storage, args.trials, args.search_epochs, SEARCH_SEED, args.timeout
+    )
+    plan = ablate.plan_for(specs, args, study.engine_of(resources))
+    if "ablations" not in stages:
+        plan = dataclasses.replace(plan, arms={"reference": plan.reference})
     with tqdm(desc="study", unit="step", dynamic_ncols=True) as bar:
-        # The tuned runs are known once the search is over: until then, retrain_seeds stand in.
-        _count(bar, store, tasks, trials_done, args.trials + args.retrain_seeds if searching else 0)
-        if searching:
-            search.run_search(args, args.search_epochs, SEARCH_SEED, bar)
-            reference = ablate.with_epochs(load_spec(REFERENCE), args.epochs).config
-            tasks += search.retraining_tasks(results_dir, reference, range(args.retrain_seeds))
-            _count(bar, store, tasks, args.trials, args.trials)
+        if "search" in stages:
+            # The tuned runs are known once the search is over: until then, seeds stand in.
+            done = min(args.trials, finished_count(open_study(*_study_args(settings, args))))
+            _count(bar, store, plan, resources, done, args.trials + args.retrain_seeds)
+            summary = run_search(settings, results_dir, resources, plan.reference.config, bar)
+            plan = dataclasses.replace(plan, search=_search_settings(settings, summary))
+            if args.retrain_seeds:
+                plan = plan.with_arm(tuned_arm(summary, list(range(args.retrain_seeds))))
+        elif summary := load_search_summary(results_dir):
+            plan = plan.with_arm(tuned_arm(summary, list(range(args.retrain_seeds))))
+        _count(bar, store, plan, resources, args.trials, args.trials)
         # One grid for the ablations and the tuned network: the workers stay busy to the end.
-        new = run_tasks(
-            tasks, store, cli.data_dir(args), args.device, args.workers, args.threads, bar
-        )
-    failed = sum(record["status"] != "ok" for record in new)
-
-    study = report.load_study(results_dir, epochs=args.epochs)
-    index = report.write_reports(study, report.resolve_reports_dir(args.reports_dir))
-    summary = report.summary_frame(study)
-    print(report.table(report.comparison_rows(summary)) if len(summary) else "no runs stored")
-    diverged = int(summary["diverged"].sum()) if len(summary) else 0
-    if diverged:
-        print(
-            f"{diverged} run(s) diverged ({failed} of them just now); they are recorded and "
-            "shown in the report"
-        )
-    print(f"\nreport: {index}")
-    return 1 if diverged else 0
+        new = study.run(plan, results_dir, resources, "study", bar)
+    return report.finish(
+        results_dir, reports_dir, diverged_now=sum(r["status"] != "ok" for r in new)
+    )
 
 
-def _count(bar: tqdm, store: RunStore, tasks: list, steps_done: int, steps: int) -> None:
+def _study_args(settings: SearchSettings, args: argparse.Namespace) -> tuple:
+    return settings.study, settings.storage_url(cli.results_dir(args)), settings.sampler_seed()
+
+
+def _search_settings(settings: SearchSettings, summary: dict) -> dict:
+    return dataclasses.asdict(settings) | {"storage": summary["storage"]}
+
+
+def _count(bar: tqdm, store, plan, resources, steps_done: int, steps: int) -> None:
     """The bar's total and position: the grid's runs plus the search's steps."""
-    runs, runs_done = progress_counts(tasks, store)
+    runs, runs_done = progress_counts(plan.tasks(), store, resources)
     bar.total, bar.n = runs + steps, runs_done + steps_done
     bar.refresh()
 
 
 if __name__ == "__main__":
-    raise SystemExit(cli.guard(lambda: main()))
+    raise SystemExit(cli.guard(main))

@@ -10,7 +10,7 @@ import torch
 from harness.config import Config
 from harness.data import split
 from harness.model import build_model
-from harness.train import make_optimizer, train_epoch
+from harness.training import make_optimizer, train_epoch
 
 
 def test_reference_epoch(benchmark, real_mnist):

@@ -23,7 +23,7 @@ import torch
 from harness.config import Config
 from harness.data import load_mnist, resolve_data_dir, split
 from harness.model import build_model
-from harness.train import make_optimizer, train_epoch
+from harness.training import make_optimizer, train_epoch
 
 SEED = 0
 

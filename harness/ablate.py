@@ -1,7 +1,7 @@
 """Runs ablations against the reference across seeds, paired by seed, and reports them.
 
     python -m harness.ablate no_batchnorm            # 5 seeds of the variant and the reference
-    python -m harness.ablate --all --workers 2
+    python -m harness.ablate --all --until-decided   # seeds added until each verdict is decided
     python -m harness.ablate --list
 
 Runs already stored are not trained again, so an interrupted grid resumes where it stopped and a
@@ -11,57 +11,91 @@ completed one reruns in seconds. A new ablation is a new TOML file in ablations/
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
-from harness import cli, report
-from harness.grid import Task, run_grid
-from harness.specs import REFERENCE, Spec, SpecError, load_spec, spec_names
+from harness import cli, report, study
+from harness.plan import DEFAULT_MARGIN, Design, Plan, arm_from_spec
+from harness.specs import REFERENCE, Spec, SpecError, every_spec, load_spec, load_specs, spec_names
+
+DEFAULT_PILOT_SEEDS = 5
+DEFAULT_MAX_SEEDS = 30
 
 
 def parse_seed_list(value: str) -> list[int]:
     try:
-        seeds = [int(part) for part in value.split(",") if part.strip()]
+        seeds = sorted({int(part) for part in value.split(",") if part.strip()})
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, got {value!r}"
         ) from None
-    if not seeds:
-        raise argparse.ArgumentTypeError("expected at least one seed")
+    if not seeds or seeds[0] < 0:
+        raise argparse.ArgumentTypeError("expected one or more seeds ≥ 0")
     return seeds
 
 
+def margin_pp(value: str) -> float:
+    """--margin in percentage points, kept as a fraction of accuracy."""
+    try:
+        margin = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pp, got {value!r}") from None
+    if not 0 < margin < 100:
+        raise argparse.ArgumentTypeError(f"expected a margin between 0 and 100 pp, got {value}")
+    return margin / 100
+
+
 def add_study_args(parser: argparse.ArgumentParser) -> None:
-    """Options shared with run_all.py: which seeds and epochs, and how to spread the work."""
+    """Options shared with run_all.py: which seeds and epochs, verdicts, how to spread work."""
     seeds = parser.add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: each spec's, else 5)")
+    seeds.add_argument(
+        "--seeds", type=cli.positive_int, help="seeds 0..N-1 (default: each spec's, else 5)"
+    )
     seeds.add_argument("--seed-list", type=parse_seed_list, help="explicit seeds, e.g. 0,1,2")
-    parser.add_argument("--epochs", type=int, help="override every spec's epochs")
+    parser.add_argument("--epochs", type=cli.positive_int, help="override every spec's epochs")
+    parser.add_argument(
+        "--margin",
+        type=margin_pp,
+        default=DEFAULT_MARGIN,
+        help=f"equivalence margin in percentage points (default {100 * DEFAULT_MARGIN:g})",
+    )
+    parser.add_argument(
+        "--until-decided",
+        action="store_true",
+        help="a pilot of --pilot-seeds per arm, then as many seeds as the pilot's spread says "
+        "each arm needs (Stein's two-stage design), at most --max-seeds",
+    )
+    parser.add_argument("--pilot-seeds", type=cli.positive_int, default=DEFAULT_PILOT_SEEDS)
+    parser.add_argument("--max-seeds", type=cli.positive_int, default=DEFAULT_MAX_SEEDS)
     cli.add_worker_args(parser)
     parser.add_argument("--reports-dir", help="where reports go (default: ./reports)")
 
 
 def seeds_for(spec: Spec, args: argparse.Namespace) -> list[int]:
+    if args.until_decided:
+        return list(range(args.pilot_seeds))
     if args.seed_list:
         return args.seed_list
     return list(range(args.seeds or spec.seeds))
 
 
-def with_epochs(spec: Spec, epochs: int | None) -> Spec:
-    if epochs is None:
-        return spec
-    return dataclasses.replace(spec, config=dataclasses.replace(spec.config, epochs=epochs))
-
-
-def grid(specs: list[Spec], args: argparse.Namespace) -> list[Task]:
-    """Each spec over its seeds, plus the reference on every seed any variant uses."""
-    reference = with_epochs(load_spec(REFERENCE), args.epochs)
-    tasks, reference_seeds = [], set()
+def plan_for(specs: list[Spec], args: argparse.Namespace, engine: str) -> Plan:
+    """The arms asked for, the reference on every seed any of them uses."""
+    if args.until_decided and args.pilot_seeds < 2:
+        raise cli.UserError("--pilot-seeds: the pilot needs at least 2 seeds to measure spread")
+    if args.until_decided and args.max_seeds < args.pilot_seeds:
+        raise cli.UserError("--max-seeds must be at least --pilot-seeds")
+    arms = {REFERENCE: arm_from_spec(load_spec(REFERENCE), [], args.epochs)}
     for spec in specs:
-        seeds = seeds_for(spec, args)
-        reference_seeds.update(seeds)
-        tasks += [Task(spec.name, with_epochs(spec, args.epochs).config, s) for s in seeds]
-    tasks = [Task(REFERENCE, reference.config, s) for s in sorted(reference_seeds)] + tasks
-    return tasks
+        arms[spec.name] = arm_from_spec(spec, seeds_for(spec, args), args.epochs)
+    design = Design(args.pilot_seeds, args.max_seeds) if args.until_decided else None
+    return Plan(arms, engine, args.margin, design).with_reference_seeds()
+
+
+def list_specs() -> None:
+    for spec in every_spec():
+        if isinstance(spec, SpecError):
+            print(f"{'(broken)':<20} {spec}")
+        else:
+            print(f"{spec.name:<20} {spec.description}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,26 +112,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.list:
-        for name in spec_names():
-            print(f"{name:<20} {load_spec(name).description}")
+        list_specs()
         return 0
     if args.all == bool(args.names):
         parser.error("name one or more ablations, or pass --all")
-    names = spec_names() if args.all else args.names
-    specs = [load_spec(name) for name in names]  # every spec parses before anything trains
+    specs = load_specs(spec_names() if args.all else args.names)  # all parse before training
     if not specs:
         raise SpecError("no specs in ablations/")
 
-    tasks = grid(specs, args)
-    new = run_grid(tasks, args, "ablations")
-    diverged = [r for r in new if r["status"] != "ok"]
-
-    reports_dir = report.resolve_reports_dir(args.reports_dir)
-    study = report.load_study(cli.results_dir(args), epochs=args.epochs)
-    print(report.comparison_markdown(study, [s.name for s in specs]))
-    index = report.write_reports(study, reports_dir)
-    print(f"\nreports: {index}")
-    return 1 if diverged else 0
+    resources = cli.resources(args)
+    results_dir = cli.results_dir(args)
+    new = study.run(
+        plan_for(specs, args, study.engine_of(resources)), results_dir, resources, "ablations"
+    )
+    return report.finish(
+        results_dir,
+        report.resolve_reports_dir(args.reports_dir),
+        labels=[spec.name for spec in specs],
+        diverged_now=sum(r["status"] != "ok" for r in new),
+    )
 
 
 if __name__ == "__main__":

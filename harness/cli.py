@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import os
 import sys
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,13 @@ from tqdm import tqdm
 
 from harness import UserError
 from harness.data import resolve_data_dir
+from harness.executor import (
+    SCHEDULER_ENV,
+    Resources,
+    WorkerLost,
+    default_threads,
+    resolve_scheduler,
+)
 from harness.store import resolve_results_dir
 
 __all__ = ["UserError", "add_common_args", "guard"]
@@ -42,18 +48,36 @@ def add_worker_args(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=positive_int,
         default=os.cpu_count() or 1,
-        help="training processes side by side (default: one per core)",
+        help="Dask worker processes on this machine (default: one per core; 1: no Dask)",
     )
     parser.add_argument(
         "--threads",
         type=positive_int,
-        help="torch threads per process (default: cores divided among the workers)",
+        help="torch threads per run (default: cores divided among the workers)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        help=f"address of a running Dask scheduler, e.g. tcp://HOST:8786 (default: "
+        f"${SCHEDULER_ENV}, else a local cluster of --workers processes)",
     )
 
 
+def resources(args: argparse.Namespace) -> Resources:
+    """The command line's choice of workers, threads, scheduler, data folder and device."""
+    scheduler = resolve_scheduler(args.scheduler)
+    threads = args.threads or (1 if scheduler else default_threads(args.workers))
+    return Resources(args.workers, threads, scheduler, args.data_dir, args.device)
+
+
 def positive_int(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
+    if not value.strip().isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def non_negative_int(value: str) -> int:
+    if not value.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {value!r}")
     return int(value)
 
 
@@ -84,16 +108,20 @@ def epoch_bar(epochs: int, description: str) -> Iterator[Callable[[dict[str, Any
 
 
 def guard(main: Callable[[], int]) -> int:
-    """Runs a command's main: bad input is one line on stderr and exit 2, Ctrl-C exit 130."""
-    warnings.filterwarnings("ignore", module="optuna")
+    """Runs a command's main: bad input is one line on stderr and exit 2, a worker that died
+    exit 3, Ctrl-C exit 130."""
     try:
         return main()
+    except WorkerLost as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
-            "\ninterrupted: finished runs are kept; run the same command again to resume",
+            "\ninterrupted: finished runs and trials are kept; run the same command again to "
+            "train only what is missing",
             file=sys.stderr,
         )
         return 130

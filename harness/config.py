@@ -136,3 +136,8 @@ def parse_assignment(assignment: str) -> dict[str, Any]:
         return {key.strip(): tomllib.loads(f"v = {value}")["v"]}
     except tomllib.TOMLDecodeError:
         raise ConfigError(f"--set {assignment}: {value!r} is not a TOML value") from None
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """A stored config (JSON lists for tuples) back as a Config."""
+    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

@@ -22,6 +22,7 @@ from torchvision.datasets import MNIST
 from torchvision.datasets.utils import check_integrity
 
 from harness import UserError
+from harness.seeding import generator as seeded_generator
 
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
 DEFAULT_DATA_DIR = Path("data")
@@ -97,15 +98,25 @@ def staged_mnist(
             with contextlib.redirect_stdout(io.StringIO()):  # torchvision prints each step
                 train = MNIST(stage, train=True, transform=transform, download=True)
                 test = MNIST(stage, train=False, transform=transform, download=True)
-        except RuntimeError:
+        except RuntimeError as error:
+            if not missing:
+                raise  # the official files were all there: not a download problem
+            cause = " ".join(str(error).split())  # torchvision's message spans several lines
             raise DataError(
                 f"MNIST files missing from {raw_folder(data_dir)} ({', '.join(missing)}) and "
-                f"downloading them failed: copy the four official .gz files there, or point "
-                f"--data-dir / ${DATA_DIR_ENV} at a folder holding MNIST/raw/*.gz"
-            ) from None
+                f"downloading them failed ({cause}): copy the four official .gz files there, "
+                f"or point --data-dir / ${DATA_DIR_ENV} at a folder holding MNIST/raw/*.gz"
+            ) from error
         if missing:
             _save_downloaded(staged_raw, raw_folder(data_dir), missing)
         yield train, test
+
+
+def check_dataset(data_dir: Path) -> None:
+    """Fails in one line, before any training, where MNIST could not be loaded; cheap when the
+    four files are there (their md5 sums), a download attempt when some are missing."""
+    if check_files(data_dir):
+        load_mnist(data_dir)
 
 
 def load_mnist(data_dir: Path) -> Mnist:
@@ -126,7 +137,7 @@ def _normalize(images: torch.Tensor) -> torch.Tensor:
 
 def stratified_split(labels: torch.Tensor, val_size: int, seed: int) -> tuple[torch.Tensor, ...]:
     """Train and validation indices, each class sent to validation in proportion to its count."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded_generator(seed, "split")
     classes, counts = labels.unique(return_counts=True)
     quotas = counts.double() * val_size / len(labels)
     take = quotas.floor().long()

@@ -1,76 +1,65 @@
-"""Runs a list of (label, config, seed) tasks into the store: serial or in worker processes.
+"""Trains a list of (label, config, seed) tasks into the store: here, or on Dask workers.
 
-Each finished run is stored by the process that trained it, so an interrupted grid keeps every
-finished run and a rerun trains only what is missing. Workers split the cores between them;
-the thread count per run is set explicitly and recorded, so a run's numbers do not depend on
-how many ran beside it.
+Workers return records and this process stores them (atomically), so no shared filesystem is
+needed and every finished run is kept when the grid is interrupted: a rerun trains only what is
+missing. Each pending run's lock is held while it is trained, so a second command started beside
+this one skips it instead of training it twice. The thread count per run is set explicitly and
+is part of the run's identity (its engine).
 """
 
 from __future__ import annotations
 
-import argparse
-import concurrent.futures as futures
-import multiprocessing
-import os
-import queue
-from dataclasses import dataclass
-from pathlib import Path
+import contextlib
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import torch
+from distributed import as_completed
 from tqdm import tqdm
 
-from harness import UserError, cli
 from harness.config import Config
-from harness.data import Mnist, load_mnist
+from harness.data import check_dataset, load_mnist, resolve_data_dir
+from harness.executor import (
+    KilledWorker,
+    Resources,
+    check_scheduler,
+    cluster,
+    dashboard,
+    report_epoch,
+    subscribe_epochs,
+    worker_lost,
+    worker_mnist,
+)
 from harness.model import INPUT_SIZE, NUM_CLASSES
-from harness.store import RunStore
-from harness.train import resolve_device, run
+from harness.plan import Task
+from harness.store import RunKey, RunStore
+from harness.training import engine, resolve_device, run
 
 
-class WorkerDied(UserError):
-    pass
+def run_engine(resources: Resources) -> str:
+    return engine(resolve_device(resources.device), resources.threads)
 
 
-@dataclass(frozen=True)
-class Task:
-    label: str
-    config: Config
-    seed: int
-
-    def describe(self) -> str:
-        return f"{self.label} seed {self.seed}"
+def task_key(task: Task, resources: Resources) -> RunKey:
+    return RunKey(task.config.hash(), task.seed, run_engine(resources))
 
 
-def default_threads(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
-def pending_tasks(tasks: list[Task], store: RunStore) -> list[Task]:
-    """Tasks not stored yet, each (config hash, seed) once."""
+def pending_tasks(tasks: list[Task], store: RunStore, resources: Resources) -> list[Task]:
+    """Tasks not stored yet, each run once."""
     seen, pending = set(), []
     for task in tasks:
-        key = (task.config.hash(), task.seed)
-        if key not in seen and not store.has(*key):
+        key = task_key(task, resources)
+        if key not in seen and not store.has(key):
             seen.add(key)
             pending.append(task)
     return pending
 
 
-def progress_counts(tasks: list[Task], store: RunStore) -> tuple[int, int]:
+def progress_counts(tasks: list[Task], store: RunStore, resources: Resources) -> tuple[int, int]:
     """How many distinct runs the tasks name, and how many of them are stored already."""
-    total = len({(task.config.hash(), task.seed) for task in tasks})
-    return total, total - len(pending_tasks(tasks, store))
-
-
-def run_grid(tasks: list[Task], args: argparse.Namespace, description: str) -> list[dict]:
-    """Trains what is missing under one progress bar over all the grid's runs."""
-    store = RunStore(cli.results_dir(args))
-    total, done = progress_counts(tasks, store)
-    with tqdm(total=total, initial=done, desc=description, unit="run", dynamic_ncols=True) as bar:
-        return run_tasks(
-            tasks, store, cli.data_dir(args), args.device, args.workers, args.threads, bar
-        )
+    total = len({task_key(task, resources) for task in tasks})
+    return total, total - len(pending_tasks(tasks, store, resources))
 
 
 def estimated_work(config: Config) -> int:
@@ -79,76 +68,120 @@ def estimated_work(config: Config) -> int:
     return config.epochs * sum(a * b for a, b in zip(widths, widths[1:], strict=False))
 
 
+def check_before_training(store: RunStore, resources: Resources) -> None:
+    """Everything that would otherwise fail after hours of training fails here, in one line."""
+    resolve_device(resources.device)
+    if resources.scheduler is None:  # a remote cluster's workers read their own data folder
+        check_dataset(resolve_data_dir(resources.data_dir))
+    store.check_writable()
+    check_scheduler(resources)
+
+
 def run_tasks(
-    tasks: list[Task],
-    store: RunStore,
-    data_dir: Path,
-    device: str = "cpu",
-    workers: int = 1,
-    threads: int | None = None,
-    bar: tqdm | None = None,
+    tasks: list[Task], store: RunStore, resources: Resources, bar: tqdm | None = None
 ) -> list[dict[str, Any]]:
-    """Trains and stores every pending task; returns the new records in finishing order."""
-    pending = pending_tasks(tasks, store)
-    if not pending:
-        return []
-    threads = threads or default_threads(workers)
-    resolve_device(device)  # an unusable device fails here, before anything trains
-    mnist = load_mnist(data_dir)  # a missing dataset fails here, before any worker starts
-    if workers == 1:
-        return _run_serial(pending, store, mnist, device, threads, bar)
-    return _run_parallel(pending, store, data_dir, device, workers, threads, bar)
+    """Trains and stores every pending task, longest first; returns the new records."""
+    check_before_training(store, resources)
+    store.records()  # sets aside corrupt records, so that their runs count as pending
+    pending = pending_tasks(tasks, store, resources)
+    # Longest first, so that no worker sits idle at the end waiting for one long run.
+    pending.sort(key=lambda task: estimated_work(task.config), reverse=True)
+    with claimed(pending, store, resources) as (mine, elsewhere):
+        if elsewhere:
+            _write(bar, f"{len(elsewhere)} run(s) are being trained by another command: skipped")
+        if not mine:
+            return []
+        if resources.distributed:
+            return _run_on_cluster(mine, store, resources, bar)
+        return _run_here(mine, store, resources, bar)
 
 
-def _run_serial(pending, store, mnist, device, threads, bar) -> list[dict[str, Any]]:
-    torch.set_num_threads(threads)
+@contextlib.contextmanager
+def claimed(
+    pending: list[Task], store: RunStore, resources: Resources
+) -> Iterator[tuple[list[Task], list[Task]]]:
+    """Takes the lock of every pending run it can; yields (ours, held by another command)."""
+    with contextlib.ExitStack() as locks:
+        mine, elsewhere = [], []
+        for task in pending:
+            held = locks.enter_context(store.claim(task_key(task, resources)))
+            (mine if held else elsewhere).append(task)
+        yield mine, elsewhere
+
+
+def _run_here(tasks, store, resources, bar) -> list[dict[str, Any]]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(resources.threads)
+    try:
+        mnist = load_mnist(resolve_data_dir(resources.data_dir))
+        records = []
+        for task in tasks:
+
+            def on_epoch(epoch: dict[str, Any], task: Task = task) -> None:
+                _show_epoch(bar, task.describe(), epoch["epoch"], task.config.epochs)
+
+            record = run(
+                task.config,
+                task.seed,
+                mnist,
+                task.label,
+                resolve_device(resources.device),
+                on_epoch,
+            )
+            records.append(_store(record, store, bar))
+        return records
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run_on_cluster(tasks, store, resources, bar) -> list[dict[str, Any]]:
     records = []
-    for task in pending:
-
-        def on_epoch(epoch: dict[str, Any], task: Task = task) -> None:
-            _show_epoch(bar, task.describe(), epoch["epoch"], task.config.epochs)
-
-        records.append(_train_and_store(task, store, mnist, device, on_epoch))
-        _advance(bar, records[-1])
+    with cluster(resources) as client:
+        if link := dashboard(client):
+            _write(bar, f"Dask dashboard: {link}")
+        subscribe_epochs(client, lambda *event: _show_epoch(bar, *event))
+        futures = [
+            # The key names the run: two clients of one cluster share a task, not train it twice.
+            client.submit(_train_on_worker, task, resources, key=_dask_key(task, resources))
+            for task in tasks
+        ]
+        try:
+            for future in as_completed(futures):
+                records.append(_store(future.result(), store, bar))
+        except KilledWorker as error:
+            raise worker_lost("a run", error) from error
+        except KeyboardInterrupt:
+            _write(bar, f"\ninterrupted: {len(records)} run(s) finished and stored now")
+            raise
     return records
 
 
-def _run_parallel(pending, store, data_dir, device, workers, threads, bar) -> list[dict[str, Any]]:
-    # Longest first, so that no worker sits idle at the end waiting for one long run.
-    pending = sorted(pending, key=lambda task: estimated_work(task.config), reverse=True)
-    context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager:
-        epochs = manager.Queue()
-        pool = futures.ProcessPoolExecutor(
-            workers,
-            mp_context=context,
-            initializer=_init_worker,
-            initargs=(str(data_dir), threads, epochs),
-        )
-        try:
-            running = {pool.submit(_work, task, str(store.root), device) for task in pending}
-            records = []
-            while running:
-                done, running = futures.wait(
-                    running, timeout=0.5, return_when=futures.FIRST_COMPLETED
-                )
-                _drain(epochs, bar)
-                for future in done:
-                    records.append(future.result())
-                    _advance(bar, records[-1])
-            return records
-        except futures.process.BrokenProcessPool:
-            raise WorkerDied(
-                "a worker process died mid-run (killed, or out of memory); finished runs are "
-                "kept: run the same command again to resume"
-            ) from None
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+def _dask_key(task: Task, resources: Resources) -> str:
+    key = task_key(task, resources)
+    return f"run-{key.config_hash}-seed{key.seed}-{key.engine}"
 
 
-def _train_and_store(task: Task, store: RunStore, mnist: Mnist, device: str, on_epoch):
-    record = run(task.config, task.seed, mnist, task.label, resolve_device(device), on_epoch)
+def _train_on_worker(task: Task, resources: Resources) -> dict[str, Any]:
+    mnist = worker_mnist(resources.data_dir, resources.threads)
+
+    def on_epoch(epoch: dict[str, Any]) -> None:
+        report_epoch(task.describe(), epoch["epoch"], task.config.epochs)
+
+    return run(
+        task.config, task.seed, mnist, task.label, resolve_device(resources.device), on_epoch
+    )
+
+
+def _store(record: dict[str, Any], store: RunStore, bar: tqdm | None) -> dict[str, Any]:
     store.save(record)
+    if bar is not None:
+        bar.update()
+    if record["status"] != "ok":
+        _write(
+            bar,
+            f"{record['label']} seed {record['seed']}: diverged at epoch "
+            f"{record['diverged_epoch']} ({record['divergence']}); stored as diverged",
+        )
     return record
 
 
@@ -157,35 +190,5 @@ def _show_epoch(bar: tqdm | None, what: str, epoch: int, epochs: int) -> None:
         bar.set_postfix_str(f"{what}, epoch {epoch}/{epochs}")
 
 
-def _advance(bar: tqdm | None, record: dict[str, Any]) -> None:
-    if bar is not None:
-        bar.update()
-        if record["status"] != "ok":
-            bar.write(
-                f"{record['label']} seed {record['seed']}: diverged at epoch "
-                f"{record['diverged_epoch']} (stored as diverged)"
-            )
-
-
-# Worker processes: MNIST is loaded once per worker, epoch progress goes back through a queue.
-_worker: dict[str, Any] = {}
-
-
-def _init_worker(data_dir: str, threads: int, epochs: queue.Queue) -> None:
-    torch.set_num_threads(threads)
-    _worker.update(mnist=load_mnist(Path(data_dir)), epochs=epochs)
-
-
-def _work(task: Task, results_dir: str, device: str) -> dict[str, Any]:
-    def on_epoch(epoch: dict[str, Any]) -> None:
-        _worker["epochs"].put((task.describe(), epoch["epoch"], task.config.epochs))
-
-    return _train_and_store(task, RunStore(Path(results_dir)), _worker["mnist"], device, on_epoch)
-
-
-def _drain(epochs: queue.Queue, bar: tqdm | None) -> None:
-    while True:
-        try:
-            _show_epoch(bar, *epochs.get_nowait())
-        except queue.Empty:
-            return
+def _write(bar: tqdm | None, message: str) -> None:
+    (bar.write if bar is not None else lambda m: print(m, file=sys.stderr))(message)

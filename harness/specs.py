@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import UserError
-from harness.config import Config, read_toml, with_overrides
+from harness.config import Config, ConfigError, read_toml, with_overrides
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "ablations"
 REFERENCE = "reference"
@@ -56,8 +56,28 @@ def parse_spec(name: str, table: dict[str, Any], source: str) -> Spec:
     seeds = table.get("seeds", DEFAULT_SEEDS)
     if seeds < 1:
         raise SpecError(f"{source}: seeds: expected at least 1, got {seeds}")
-    config = with_overrides(Config(), table.get("config", {}), source=f"{source} [config]")
+    try:
+        config = with_overrides(Config(), table.get("config", {}), source=f"{source} [config]")
+    except ConfigError as error:
+        raise SpecError(str(error)) from error
     return Spec(name, table["description"], config, seeds)
+
+
+def load_specs(names: list[str], specs_dir: Path = SPECS_DIR) -> list[Spec]:
+    """The named specs, all parsed before anything trains; a broken spec that was not asked
+    for is no reason to stop."""
+    return [load_spec(name, specs_dir) for name in names]
+
+
+def every_spec(specs_dir: Path = SPECS_DIR) -> list[Spec | SpecError]:
+    """Each spec in the folder, or the error that makes it unusable (for --list)."""
+    found: list[Spec | SpecError] = []
+    for name in spec_names(specs_dir):
+        try:
+            found.append(load_spec(name, specs_dir))
+        except SpecError as error:
+            found.append(error)
+    return found
 
 
 def unknown_name_message(name: str, known: list[str]) -> str:

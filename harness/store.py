@@ -1,23 +1,31 @@
-"""Run records: one JSON file per (config hash, seed), written atomically, never twice.
+"""Run records: one JSON file per (config hash, seed, engine), written atomically, never twice.
 
 A record is written to a temporary file in the same folder and renamed into place, so a
-process killed mid-write leaves at most a *.partial file that no reader takes for a run.
+process killed mid-write leaves at most a *.partial file that no reader takes for a run. A
+record that does not parse is moved aside into runs/corrupt/ (and so trained again); a run
+being trained holds a lock file, so that a second command does not train it too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import json
 import os
 import platform
+import re
+import socket
 import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-import pandas as pd
 import torch
+
+from harness import UserError
 
 RESULTS_DIR_ENV = "HARNESS_RESULTS_DIR"
 DEFAULT_RESULTS_DIR = Path("results")
@@ -29,23 +37,56 @@ def resolve_results_dir(arg: str | Path | None = None) -> Path:
     return Path(arg or os.environ.get(RESULTS_DIR_ENV) or DEFAULT_RESULTS_DIR)
 
 
+class StoreError(UserError):
+    pass
+
+
+class RunKey(NamedTuple):
+    """What identifies a run: the experiment, the seed and the engine that fixes its numbers."""
+
+    config_hash: str
+    seed: int
+    engine: str
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> RunKey:
+        return cls(record["config_hash"], record["seed"], record["engine"])
+
+
 class RunStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.runs = self.root / "runs"
+        self.corrupt = self.runs / "corrupt"
 
-    def path(self, config_hash: str, seed: int) -> Path:
-        return self.runs / f"{config_hash}-seed{seed}.json"
+    def check_writable(self) -> None:
+        """Fails in one line, before any training, where finished runs could not be saved."""
+        try:
+            self.runs.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.runs, suffix=".probe"):
+                pass
+        except OSError as error:
+            raise StoreError(
+                f"results folder {self.root} is not a writable folder ({error.strerror}): "
+                "pass --results-dir or set $HARNESS_RESULTS_DIR to one"
+            ) from error
 
-    def has(self, config_hash: str, seed: int) -> bool:
-        return self.path(config_hash, seed).exists()
+    def check_readable(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"results folder {self.root} is not a folder: pass --results-dir")
 
-    def load(self, config_hash: str, seed: int) -> dict[str, Any]:
-        return json.loads(self.path(config_hash, seed).read_text())
+    def path(self, key: RunKey) -> Path:
+        return self.runs / f"{key.config_hash}-seed{key.seed}-{key.engine}.json"
+
+    def has(self, key: RunKey) -> bool:
+        return self.path(key).exists()
+
+    def load(self, key: RunKey) -> dict[str, Any]:
+        return json.loads(self.path(key).read_text())
 
     def save(self, record: dict[str, Any]) -> Path:
-        """Stores a finished run, unless that (config hash, seed) is stored already."""
-        path = self.path(record["config_hash"], record["seed"])
+        """Stores a finished run, unless that run is stored already."""
+        path = self.path(RunKey.of(record))
         if path.exists():
             return path
         self.runs.mkdir(parents=True, exist_ok=True)
@@ -59,16 +100,71 @@ class RunStore:
         return path
 
     def records(self) -> list[dict[str, Any]]:
-        return [json.loads(p.read_text()) for p in sorted(self.runs.glob("*.json"))]
+        """Every stored run; a record that does not parse is set aside (and named) instead."""
+        records = []
+        for path in sorted(self.runs.glob("*.json")):
+            try:
+                record = json.loads(path.read_text())
+                RunKey.of(record)
+            except (ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
+                self._set_aside(path, error)
+                continue
+            records.append(record)
+        return records
 
-    def frame(self) -> pd.DataFrame:
-        """All runs, one row each: identity and metrics as columns, nested parts as objects."""
-        rows = []
-        for record in self.records():
-            row = {k: v for k, v in record.items() if k != "metrics"}
-            row.update(record.get("metrics", {}))
-            rows.append(row)
-        return pd.DataFrame(rows)
+    def corrupt_count(self) -> int:
+        return len(list(self.corrupt.glob("*.json"))) if self.corrupt.is_dir() else 0
+
+    def _set_aside(self, path: Path, error: Exception) -> None:
+        self.corrupt.mkdir(parents=True, exist_ok=True)
+        os.replace(path, self.corrupt / path.name)
+        print(
+            f"warning: {path} is not a readable run record ({type(error).__name__}: {error}); "
+            f"moved to {self.corrupt}/, the run will be trained again",
+            file=sys.stderr,
+        )
+
+    @contextlib.contextmanager
+    def claim(self, key: RunKey) -> Iterator[bool]:
+        """Holds the run's lock file while the block runs; yields False when another live
+        process holds it (that process is training the run). A dead holder's lock is taken."""
+        lock = self.path(key).with_suffix(".lock")
+        owner = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                with open(lock, "x") as handle:
+                    handle.write(owner)
+                break
+            except FileExistsError:
+                if _holder_alive(lock):
+                    yield False
+                    return
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+        else:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.unlink(missing_ok=True)
+
+
+def _holder_alive(lock: Path) -> bool:
+    """Whether the process named in a lock file still runs (a lock of another host counts as
+    alive: its process cannot be checked from here)."""
+    try:
+        host, pid = lock.read_text().split()
+    except (OSError, ValueError):
+        return False  # unreadable or half-written: treat as stale
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -78,6 +174,9 @@ def environment(device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "math_libraries": math_libraries(),
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "git_commit": git_commit(),
         "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -93,6 +192,32 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+@functools.cache
+def cpu_flags() -> str:
+    """The vector instruction sets that select torch's numeric kernels (AVX2, AVX-512, AMX)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                wanted = ("avx", "amx", "fma")
+                return " ".join(f for f in line.split(":", 1)[1].split() if f.startswith(wanted))
+    except OSError:
+        pass
+    return "unknown"
+
+
+@functools.cache
+def math_libraries() -> str:
+    """The BLAS / oneDNN builds torch was compiled with, as its build configuration names them."""
+    config = torch.__config__.show()
+    lines = [
+        line.strip(" -")
+        for line in config.splitlines()
+        if any(name in line for name in ("Math Kernel Library", "MKL-DNN", "oneDNN", "OpenBLAS"))
+    ]
+    settings = re.findall(r"\b(BLAS_INFO|LAPACK_INFO)=([^,\s]+)", config)
+    return "; ".join(lines + [f"{key}={value}" for key, value in settings])
 
 
 @functools.cache

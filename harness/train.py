@@ -1,228 +1,23 @@
-"""Trains one (config, seed) on in-memory tensors and evaluates the test set once.
+"""Trains one run and stores it.
 
     python -m harness.train [--config FILE] [--set KEY=VALUE ...] [--seed N] [--epochs N]
 
-One seed fixes everything random: the train/validation split, the initialization, the data
-order and the dropout masks. Variants of the reference trained with the same seed share the
-split and the data order (and the initialization of every layer whose shape is unchanged), so
-their differences can be compared pair by pair.
+One seed fixes everything random (harness.seeding); the same config, seed and thread count on
+the same machine give identical numbers. A run already stored is shown, not trained again.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from harness import cli
-from harness.config import Config, load_config
-from harness.data import Mnist, Split, load_mnist, random_shifts, split
-from harness.model import NUM_CLASSES, build_model, parameter_count
-from harness.store import RunStore, environment
-
-EVAL_BATCH = 10_000
-CPU = torch.device("cpu")
-
-EpochCallback = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class FitResult:
-    model: nn.Module  # holding the weights of the best validation epoch
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int | None = None
-    best_val_accuracy: float = -1.0
-    diverged_epoch: int | None = None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise cli.UserError("--device cuda: no CUDA device is available here")
-    return torch.device(name)
-
-
-def fit(
-    config: Config,
-    seed: int,
-    data: Split,
-    device: torch.device = CPU,
-    on_epoch: EpochCallback | None = None,
-) -> FitResult:
-    """Trains on data's train part, choosing the best epoch by validation accuracy.
-
-    A non-finite training loss stops the run (it is recorded as diverged, not raised).
-    on_epoch sees each epoch's record; an exception it raises (a pruned trial) ends the run.
-    """
-    torch.manual_seed(seed)  # initialization and dropout
-    data_order = torch.Generator().manual_seed(seed)
-    model = build_model(config).to(device)
-    optimizer = make_optimizer(model, config)
-    scheduler = None
-    if config.scheduler == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer,
-            mode="max",
-            factor=config.scheduler_factor,
-            patience=config.scheduler_patience,
-        )
-    images, labels = data.train_images.to(device), data.train_labels.to(device)
-    val_images, val_labels = data.val_images.to(device), data.val_labels.to(device)
-    result = FitResult(model)
-    best_state = None
-
-    for epoch in range(1, config.epochs + 1):
-        started = time.perf_counter()
-        order = torch.randperm(len(images), generator=data_order).to(device)
-        epoch_images = images
-        if config.shift > 0:
-            epoch_images = random_shifts(images, config.shift, data_order)
-        train_loss, train_accuracy = train_epoch(
-            model, optimizer, epoch_images, labels, order, config.batch_size
-        )
-        if not math.isfinite(train_loss):
-            result.diverged_epoch = epoch
-            break
-        val_loss, val_predictions = evaluate(model, val_images, val_labels)
-        val_accuracy = (val_predictions == val_labels).double().mean().item()
-        record = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "train_accuracy": train_accuracy,
-            "val_loss": val_loss,
-            "val_accuracy": val_accuracy,
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - started,
-        }
-        result.history.append(record)
-        if val_accuracy > result.best_val_accuracy:
-            result.best_val_accuracy, result.best_epoch = val_accuracy, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        if scheduler is not None:
-            scheduler.step(val_accuracy)
-        if on_epoch is not None:
-            on_epoch(record)
-
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return result
-
-
-def make_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
-    """Adam with coupled L2 weight decay; fused: one kernel per step instead of one per tensor."""
-    return torch.optim.Adam(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
-    )
-
-
-def train_epoch(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    order: torch.Tensor,
-    batch_size: int,
-) -> tuple[float, float]:
-    """One pass in the given order; returns the mean training loss and running accuracy.
-
-    Batches are gathered from the in-memory tensors with index_select (no Dataset, no copies
-    of the whole set); loss and accuracy accumulate on the device and are read once.
-    """
-    model.train()
-    loss_sum = torch.zeros((), device=images.device)
-    correct = torch.zeros((), dtype=torch.long, device=images.device)
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        x, y = images.index_select(0, batch), labels.index_select(0, batch)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum.add_(loss.detach(), alpha=len(batch))
-        correct += (logits.argmax(1) == y).sum()
-    return loss_sum.item() / len(order), correct.item() / len(order)
-
-
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, Any]:
-    """Mean cross-entropy and the predicted digits, in eval mode (BatchNorm's running stats)."""
-    model.eval()
-    loss_sum, predictions = 0.0, []
-    with torch.inference_mode():
-        for start in range(0, len(images), EVAL_BATCH):
-            logits = model(images[start : start + EVAL_BATCH])
-            y = labels[start : start + EVAL_BATCH]
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-            predictions.append(logits.argmax(1))
-    return loss_sum / len(images), torch.cat(predictions)
-
-
-def test_metrics(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
-    """Accuracy, loss, per-digit accuracy and the confusion matrix (rows: true digit)."""
-    loss, predictions = evaluate(model, images, labels)
-    confusion = (
-        torch.bincount(labels * NUM_CLASSES + predictions, minlength=NUM_CLASSES**2)
-        .reshape(NUM_CLASSES, NUM_CLASSES)
-        .cpu()
-    )
-    per_digit = confusion.diag().double() / confusion.sum(1).double()
-    return {
-        "test_accuracy": confusion.diag().sum().item() / len(labels),
-        "test_loss": loss,
-        "per_digit_accuracy": per_digit.tolist(),
-        "confusion_matrix": confusion.tolist(),
-    }
-
-
-def run(
-    config: Config,
-    seed: int,
-    mnist: Mnist,
-    label: str = "",
-    device: torch.device = CPU,
-    on_epoch: EpochCallback | None = None,
-) -> dict[str, Any]:
-    """One complete run as a storable record: fit, then the single test evaluation."""
-    started = time.perf_counter()
-    result = fit(config, seed, split(mnist, config.val_size, seed), device, on_epoch)
-    record: dict[str, Any] = {
-        "label": label,
-        "config_hash": config.hash(),
-        "seed": seed,
-        "config": config.to_dict(),
-        "status": "ok" if result.diverged_epoch is None else "diverged",
-        "diverged_epoch": result.diverged_epoch,
-        "history": result.history,
-        "parameters": parameter_count(result.model),
-        "environment": environment(device),
-    }
-    if result.diverged_epoch is None:
-        best = result.history[result.best_epoch - 1]
-        test = test_metrics(
-            result.model, mnist.test_images.to(device), mnist.test_labels.to(device)
-        )
-        record["per_digit_accuracy"] = test.pop("per_digit_accuracy")
-        record["confusion_matrix"] = test.pop("confusion_matrix")
-        record["metrics"] = {
-            **test,
-            "best_val_accuracy": result.best_val_accuracy,
-            "best_epoch": result.best_epoch,
-            "train_accuracy_at_best": best["train_accuracy"],
-            "train_val_gap": best["train_accuracy"] - best["val_accuracy"],
-        }
-    seconds = [epoch["seconds"] for epoch in result.history]
-    record["seconds_per_epoch"] = sum(seconds) / len(seconds) if seconds else None
-    record["total_seconds"] = time.perf_counter() - started
-    return record
+from harness.config import load_config
+from harness.data import check_dataset, load_mnist
+from harness.store import RunKey, RunStore
+from harness.training import engine, resolve_device, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,30 +34,42 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="override one config key, VALUE in TOML syntax (repeatable)",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, help="shorthand for --set epochs=N")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0)
+    parser.add_argument("--epochs", type=cli.positive_int, help="shorthand for --set epochs=N")
+    parser.add_argument(
+        "--threads", type=cli.positive_int, help="torch threads (default: one per core)"
+    )
     parser.add_argument("--label", default="", help="a name stored with the run")
     cli.add_common_args(parser)
     args = parser.parse_args(argv)
     assignments = args.set + ([f"epochs={args.epochs}"] if args.epochs is not None else [])
     config = load_config(args.config, assignments)
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    check_dataset(cli.data_dir(args))
     store = RunStore(cli.results_dir(args))
-    if store.has(config.hash(), args.seed):
-        print(f"already stored: {store.path(config.hash(), args.seed)}")
-        record = store.load(config.hash(), args.seed)
+    store.check_writable()
+    store.records()  # a corrupt record is set aside, so its run is trained again
+    key = RunKey(config.hash(), args.seed, engine(device, torch.get_num_threads()))
+    if store.has(key):
+        print(f"already stored: {store.path(key)}")
+        record = store.load(key)
     else:
-        mnist = load_mnist(cli.data_dir(args))
-        with cli.epoch_bar(config.epochs, f"seed {args.seed}") as on_epoch:
-            record = run(config, args.seed, mnist, args.label, device, on_epoch)
-        print(f"stored: {store.save(record)}")
+        with store.claim(key) as mine:
+            if not mine:
+                raise cli.UserError(f"{store.path(key).name} is being trained by another command")
+            mnist = load_mnist(cli.data_dir(args))
+            with cli.epoch_bar(config.epochs, f"seed {args.seed}") as on_epoch:
+                record = run(config, args.seed, mnist, args.label, device, on_epoch)
+            print(f"stored: {store.save(record)}")
     print(summary(record))
     return 0 if record["status"] == "ok" else 1
 
 
 def summary(record: dict[str, Any]) -> str:
     if record["status"] != "ok":
-        return f"diverged at epoch {record['diverged_epoch']} (non-finite training loss)"
+        return f"diverged at epoch {record['diverged_epoch']}: {record['divergence']}"
     m = record["metrics"]
     return (
         f"test accuracy {100 * m['test_accuracy']:.2f}%  test loss {m['test_loss']:.4f}  "

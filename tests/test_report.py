@@ -1,6 +1,11 @@
-"""Reports from hand-made run records: every number recomputable, integrity rules enforced."""
+"""Reports from hand-made run records: verdicts, pages, plots, claims and the committed data copy.
+
+The fake records agree with themselves as real ones do: accuracy, per-digit accuracy, confusion
+matrix, predictions and misclassified images all describe the same 10,000 test images.
+"""
 
 import dataclasses
+import json
 import subprocess
 import sys
 
@@ -8,163 +13,419 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import report, stats
+from harness import UserError, analysis, claims, pages, pages_detail, plots, report, stats
 from harness.config import Config
-from harness.specs import load_spec
+from harness.model import build_model, parameter_count
+from harness.plan import SEARCH_SUMMARY_FILE, Arm, Design, Plan, save_plan
+from harness.specs import REFERENCE, load_spec, spec_names
 from harness.store import RunStore
 
-PER_DIGIT = 1000
+PER_DIGIT = 1000  # test images per digit: 10,000 in all, as in MNIST
+ERROR_WEIGHTS = [3, 1, 4, 5, 4, 5, 3, 5, 6, 8]  # digit 1 easiest, 9 hardest
+ENGINE = "cpu1t"
+TUNED_CONFIG = Config(hidden_widths=(768, 384, 192), dropout=(0.0, 0.4, 0.2), epochs=12, shift=1)
+REF = np.round(0.983 + 0.001 * np.random.default_rng(1).standard_normal(30), 4)
+NO_BN = REF[:5] - 0.006 + np.array([0, 2, -2, 1, -1]) * 1e-4
+NO_DROPOUT = REF + np.array([1, -1] * 15) * 1e-4  # the same within noise, 30 seeds
+TUNED_ACC = REF[:5] + np.array([0.008, 0.001, 0.012, -0.001, 0.010])
+CUTS = [6, 5, 6, 7, 6]  # the reference's first lr cut, by seed (cycled)
 
 
-def fake_record(label, config, seed, accuracy, status="ok", epochs=3):
-    """A stored-run record whose confusion matrix, per-digit and test accuracy agree."""
-    correct = [round(PER_DIGIT * (accuracy + 0.004 * (d - 4.5) / 4.5)) for d in range(10)]
-    confusion = np.zeros((10, 10), dtype=int)
-    for digit, right in enumerate(correct):
-        confusion[digit, digit] = right
-        confusion[digit, (digit + 1) % 10] = PER_DIGIT - right
-    history = [
+def errors_per_digit(accuracy):
+    total = 10 * PER_DIGIT - round(accuracy * 10 * PER_DIGIT)
+    errors = [total * w // sum(ERROR_WEIGHTS) for w in ERROR_WEIGHTS]
+    for digit in range(total - sum(errors)):
+        errors[9 - digit] += 1
+    return errors
+
+
+def wrong_predictions(digit, count, nine_tie):
+    """Where a digit's errors go: 9's to 4 first, then 3 and (with nine_tie) 7 equally."""
+    if digit != 9:
+        return [(digit + 1) % 10] * count
+    if nine_tie:
+        quarter = count // 4
+        return [3] * quarter + [7] * quarter + [4] * (count - 2 * quarter)
+    return [3] * (count // 3) + [4] * (count - count // 3)
+
+
+def history(epochs, accuracy, cut):
+    return [
         {
             "epoch": e,
             "train_loss": 0.5 / e,
             "train_accuracy": accuracy + 0.001,
             "val_loss": 0.4 / e,
             "val_accuracy": accuracy - 0.01 / e,
-            "lr": 1e-3,
+            "lr": 1e-3 if e <= cut else 5e-4,
             "seconds": 1.0,
         }
         for e in range(1, epochs + 1)
     ]
+
+
+def fake_record(label, config, seed, accuracy, status="ok", best_epoch=10, nine_tie=True):
+    parameters = sum(layer["parameters"] for layer in analysis.architecture(config))
     record = {
         "label": label,
         "config_hash": config.hash(),
         "seed": seed,
+        "engine": ENGINE,
         "config": config.to_dict(),
         "status": status,
-        "diverged_epoch": 2 if status != "ok" else None,
-        "history": history,
-        "parameters": 1000,
-        "seconds_per_epoch": 1.0,
-        "total_seconds": 3.0,
+        "diverged_epoch": None if status == "ok" else 2,
+        "divergence": None if status == "ok" else "validation accuracy 9.8%, near chance",
+        "divergence_rule": "diverged: …",
+        "history": history(config.epochs, accuracy, CUTS[seed % len(CUTS)]),
+        "parameters": parameters,
         "environment": {
-            "python": "3.11",
+            "python": "3.11.7",
             "torch": "2.14.1",
-            "threads": 2,
+            "threads": 1,
             "cpu": "test CPU",
+            "cpu_flags": "avx avx2 fma",
+            "cpu_capability": "AVX2",
+            "math_libraries": "oneDNN v3",
             "device": "cpu",
-            "git_commit": "abc",
-            "timestamp": "2026-11-26T00:00",
+            "git_commit": "abcdef1234567890",
+            "timestamp": f"2026-11-{26 + seed % 2}T00:00:00+00:00",
         },
+        "seconds_per_epoch": 1.0,
+        "total_seconds": 15.0,
     }
-    if status == "ok":
-        record["per_digit_accuracy"] = [c / PER_DIGIT for c in correct]
-        record["confusion_matrix"] = confusion.tolist()
-        record["metrics"] = {
-            "test_accuracy": sum(correct) / (10 * PER_DIGIT),
-            "test_loss": 0.05,
-            "best_val_accuracy": accuracy - 0.01 / epochs,
-            "best_epoch": epochs,
-            "train_accuracy_at_best": accuracy + 0.001,
-            "train_val_gap": 0.011 / epochs,
-        }
+    if status != "ok":
+        return record
+    predictions = [i % 10 for i in range(10 * PER_DIGIT)]
+    confusion = np.zeros((10, 10), dtype=int)
+    for digit, count in enumerate(errors_per_digit(accuracy)):
+        wrong = wrong_predictions(digit, count, nine_tie)
+        for j, predicted in enumerate(wrong):
+            predictions[digit + 10 * ((37 * seed + j) % PER_DIGIT)] = predicted
+            confusion[digit, predicted] += 1
+        confusion[digit, digit] = PER_DIGIT - count
+    record["per_digit_accuracy"] = [confusion[d, d] / PER_DIGIT for d in range(10)]
+    record["confusion_matrix"] = confusion.tolist()
+    record["test_predictions"] = "".join(map(str, predictions))
+    record["test_misclassified"] = [i for i, p in enumerate(predictions) if p != i % 10]
+    record["metrics"] = {
+        "test_accuracy": int(np.trace(confusion)) / (10 * PER_DIGIT),
+        "test_loss": 0.05,
+        "best_val_accuracy": accuracy - 0.0005,
+        "best_epoch": best_epoch,
+        "train_accuracy_at_best": accuracy + 0.001,
+        "train_val_gap": 0.0015,
+    }
     return record
 
 
-REFERENCE_ACC = [0.981, 0.983, 0.980, 0.984, 0.982]
-NO_BN_ACC = [0.975, 0.978, 0.976, 0.977, 0.979]
+def search_summary():
+    trials = [{"number": n, "state": "complete", "value": 0.98 + n / 1000} for n in range(3)]
+    return {
+        "study": "mlp",
+        "wall_seconds": 600.0,
+        "storage": "sqlite:///results/search.db",
+        "config": TUNED_CONFIG.to_dict(),
+        "best_trial": 2,
+        "best_value": 0.982,
+        "best_params": {"width": 768},
+        "counts": {"complete": 3, "pruned": 0, "fail": 0},
+        "importances": None,
+        "space": {"width": "CategoricalDistribution(choices=(512, 768, 1024))"},
+        "trials": trials,
+    }
 
 
-@pytest.fixture
-def results(tmp_path):
-    store = RunStore(tmp_path / "results")
-    reference, no_bn = load_spec("reference").config, load_spec("no_batchnorm").config
-    for seed, (a, b) in enumerate(zip(REFERENCE_ACC, NO_BN_ACC, strict=True)):
-        store.save(fake_record("reference", reference, seed, a))
-        store.save(fake_record("no_batchnorm", no_bn, seed, b))
-    width_half = load_spec("width_half").config
-    store.save(fake_record("width_half", width_half, 0, 0.979))  # one seed only
-    store.save(fake_record("width_half", width_half, 1, 0.5, status="diverged"))
-    stale = dataclasses.replace(Config(), dropout=(0.1, 0.0, 0.0))  # an older no_dropout
-    store.save(fake_record("no_dropout", stale, 0, 0.99))
-    return tmp_path / "results"
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study") / "results"
+    store = RunStore(root)
+    config = {name: load_spec(name).config for name in ("no_batchnorm", "no_dropout", "width_half")}
+    arms = {
+        REFERENCE: Arm(REFERENCE, "the reference", Config(), ()),
+        "no_batchnorm": Arm("no_batchnorm", "no BN", config["no_batchnorm"], tuple(range(5))),
+        "no_dropout": Arm("no_dropout", "no dropout", config["no_dropout"], tuple(range(30))),
+        "width_half": Arm("width_half", "half", config["width_half"], tuple(range(5))),
+        "tuned": Arm("tuned", "best of the search", TUNED_CONFIG, tuple(range(5))),
+    }
+    save_plan(Plan(arms, ENGINE).with_reference_seeds(), root)
+    (root / SEARCH_SUMMARY_FILE).write_text(json.dumps(search_summary()))
+    for seed, accuracy in enumerate(REF):
+        store.save(fake_record(REFERENCE, Config(), seed, accuracy))
+        store.save(fake_record("no_dropout", config["no_dropout"], seed, NO_DROPOUT[seed]))
+    for seed in range(5):
+        cap = config["no_batchnorm"].epochs  # still improving at the cap: flagged
+        store.save(
+            fake_record("no_batchnorm", config["no_batchnorm"], seed, NO_BN[seed], "ok", cap)
+        )
+        store.save(fake_record("tuned", TUNED_CONFIG, seed, TUNED_ACC[seed]))
+    store.save(fake_record("width_half", config["width_half"], 0, REF[0] - 0.002))
+    store.save(fake_record("width_half", config["width_half"], 1, 0.1, "diverged"))
+    exploded = Config(lr=10.0)  # `harness.train --set lr=10`: no arm of the plan
+    store.save(fake_record("", exploded, 0, 0.1, "diverged"))
+    (root / "runs" / "0123456789ab-seed0-cpu1t.json").write_text("{half a record")
+    return root
 
 
-def test_summary_numbers_are_recomputable(results):
-    study = report.load_study(results)
-    summary = report.summary_frame(study).set_index("variant")
-    reference = [
-        r["metrics"]["test_accuracy"]
-        for r in RunStore(results).records()
-        if r["label"] == "reference"
-    ]
-    no_bn = [
-        r["metrics"]["test_accuracy"]
-        for r in RunStore(results).records()
-        if r["label"] == "no_batchnorm"
-    ]
-    row = summary.loc["no_batchnorm"]
-    assert row["n"] == 5 and row["mean"] == pytest.approx(np.mean(no_bn))
-    assert row["diff"] == pytest.approx(np.mean(no_bn) - np.mean(reference))
-    assert row["diff_ci"] == pytest.approx(stats.paired_difference_ci(no_bn, reference)[1:])
-    assert row["p_t"] == pytest.approx(stats.paired_t_pvalue(no_bn, reference))
-    # Holm over the two variants with a p-value (width_half has one pair: no p-value)
-    assert row["p_holm"] == pytest.approx(row["p_t"])
-    assert list(summary.index) == ["reference", "width_half", "no_batchnorm"]  # by effect
+@pytest.fixture(scope="module")
+def data(results):
+    return report.load_checked(results)
 
 
-def test_integrity_stale_diverged_and_few_seeds(results):
-    study = report.load_study(results)
-    assert study.stale_count("no_dropout") == 1 and len(study.runs("no_dropout")) == 0
-    summary = report.summary_frame(study).set_index("variant")
-    assert summary.loc["width_half", "diverged"] == 1 and summary.loc["width_half", "n"] == 1
-    text = report.summary_section(study, report.summary_frame(study))
-    assert "`no_dropout`: 1 run(s) stored under an older version of its spec" in text
-    assert "`width_half`: 1 run(s) diverged" in text
-    assert "`width_half`: fewer seeds than the reference (1 vs 5)" in text
-    width_half_row = next(line for line in text.splitlines() if "[width_half]" in line)
-    assert "n/a" in width_half_row  # one seed: no interval, never a made-up number
+@pytest.fixture(scope="module")
+def frame(data):
+    return analysis.comparison_table(data).set_index("variant", drop=False)
 
 
-def test_reports_are_complete_and_byte_identical(results, tmp_path):
-    study = report.load_study(results)
-    first = report.write_reports(study, tmp_path / "one").parent
-    second = report.write_reports(report.load_study(results), tmp_path / "two").parent
-    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
-    assert {"README.md", "ablations.md", "per_digit.md", "claims.md"} <= {str(f) for f in files}
-    assert any(str(f).startswith("plots/forest") for f in files)
-    for name in files:
-        assert (first / name).read_bytes() == (second / name).read_bytes(), name
-    runs = pd.read_csv(first / "runs.csv")
-    assert len(runs) == 12 and set(runs["variant"]) == {"reference", "no_batchnorm", "width_half"}
-    reference = runs[runs["variant"] == "reference"]
-    summary = report.summary_frame(study).set_index("variant")
-    assert reference["test_accuracy"].mean() == pytest.approx(summary.loc["reference", "mean"])
-    claims = (first / "claims.md").read_text()
-    assert "| 568,970 parameters" in claims and "1,000" in claims
-    digits = (first / "per_digit.md").read_text()
-    assert "Easiest digit: **9**" in digits and "hardest: **0**" in digits
+@pytest.fixture(scope="module")
+def out(data, frame, tmp_path_factory):
+    target = tmp_path_factory.mktemp("reports")
+    report.write_reports(data, target, frame.reset_index(drop=True))
+    return target
 
 
-def test_claims_rules(results):
-    rows = {row["claim"]: row for row in report.claims_rows(report.load_study(results))}
-    assert rows["568,970 parameters"][""] == "❌"
+def table_row(text, first_cell):
+    return next(line for line in text.splitlines() if line.startswith(f"| {first_cell} "))
+
+
+def cells(row):
+    return [cell.strip() for cell in row.strip().strip("|").split("|")]
+
+
+def test_verdicts(frame):
+    assert frame.loc["no_batchnorm", "verdict"] == "worse"
+    assert frame.loc["no_dropout", "verdict"] == "equivalent"
+    assert frame.loc["width_half", "verdict"] == "inconclusive"  # one pair: no test
+    expected = np.mean(NO_BN) - np.mean(REF[:5])
+    assert frame.loc["no_batchnorm", "diff"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_index_opens_with_the_verdict_table(out, frame):
+    text = (out / "README.md").read_text()
+    assert text.index("## Verdicts") < text.index("## What was run, on what")
+    row = table_row(text, "no_batchnorm")
+    low, high = frame.loc["no_batchnorm", "diff_ci"]
+    diff = frame.loc["no_batchnorm", "diff"]
+    assert f"{100 * diff:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]" in row
+    assert cells(row)[1] == "5" and cells(row)[3] == "worse"
+    no_dropout = cells(table_row(text, "no_dropout"))
+    assert no_dropout[1] == "30" and no_dropout[3] == "equivalent"
+    assert pages.missing(frame.loc["width_half", "seeds_needed"])
+    assert cells(table_row(text, "width_half"))[-1] == "n/a"
+    assert "seeds for ±0.10 pp" in text and f"Reference: **{100 * np.mean(REF):.2f}%**" in text
+    tuned = text.index("### Selected by the search")
+    assert tuned < text.index("| tuned ") and pages.SECOND_SEARCH in text
+    assert "conditional on that choice" in text
+    assert "more than twice the reference's" in text  # the tuned arm's sd flag
+
+
+def test_index_environment_procedure_and_flags(out):
+    text = (out / "README.md").read_text()
+    for phrase in [
+        "**CPU**: test CPU; flags: avx avx2 fma",
+        "**Math libraries**: oneDNN v3",
+        "**Engine**: `cpu1t`",
+        "2026-11-26 to 2026-11-27",
+        "abcdef123456",
+        "paired t-test",
+        "±0.10 pp",
+        "bit-identical",
+        "`no_batchnorm`: best validation epoch was the last (15) in 5 of 5 runs",
+        "`width_half`: 1 run(s) diverged",
+        "`width_half`: 1 of 5 planned seeds finished",
+        "1 stored record(s) did not parse",
+        "1 stored run(s) outside the plan's arms, 1 of them diverged",
+    ]:
+        assert phrase in text, phrase
+    assert "Stein" not in text  # no two-stage design in this plan
+    other = next(line for line in text.splitlines() if "near chance" in line)
+    assert "diverged" in other and "`" in other
+    correlation = text.split("Measured correlation")[1].split("\n")[0]
+    assert f"no_batchnorm {analysis_correlation():.2f}" in correlation
+
+
+def analysis_correlation():
+    return float(np.corrcoef(NO_BN, REF[:5])[0, 1])
+
+
+def test_stein_design_is_described(data, frame):
+    plan = dataclasses.replace(data.plan, design=Design(5, 30))
+    designed = dataclasses.replace(data, plan=plan)
+    text = "\n".join(pages.procedure(designed, frame.reset_index(drop=True)))
+    assert "Stein 1945" in text and "pilot of 5 seeds" in text and "4 degrees of freedom" in text
+
+
+def test_ablations_page(out, frame):
+    text = (out / "ablations.md").read_text()
+    assert "95% CI (BCa)" in text  # two arms have 30 seeds
+    assert "n/a" in table_row(text, "[no_batchnorm](variants/no_batchnorm.md)")
+    no_dropout = cells(table_row(text, "no_dropout"))
+    assert no_dropout[1] == "30" and no_dropout[-1] == "equivalent"
+    p = frame.loc["no_batchnorm", "p_difference_holm"]
+    assert pages.pvalue(p) in table_row(text, "no_batchnorm")
+    few = frame[frame["n"] < stats.BCA_MIN_N]
+    assert "95% CI (BCa)" not in pages_detail.accuracy_rows(few)[0]
+    assert "after epoch 5–7 (30 run(s))" in table_row(text, "reference")
+
+
+def test_forest_shades_the_margin(frame):
+    rows = frame[frame["variant"] != REFERENCE]
+    figure = plots.forest_figure(rows, 0.001)
+    band = [p for p in figure.axes[0].patches if p.get_label() == plots.MARGIN_LABEL]
+    assert len(band) == 1
+    x0, x1 = band[0].get_x(), band[0].get_x() + band[0].get_width()
+    assert (x0, x1) == pytest.approx((-0.1, 0.1))
+
+
+def test_curves_mark_every_lr_cut(data):
+    series = report.curve_series(data, REFERENCE)
+    figure = plots.curves_figure([series], band=True)
+    marks = [line for line in figure.axes[0].lines if line.get_label() == plots.LR_CUT_LABEL]
+    cuts = [CUTS[seed % len(CUTS)] for seed in range(30)]
+    assert list(marks[0].get_xdata()) == cuts
+
+
+def test_claims_use_the_prediction_interval(data):
+    rows = {row["claim"]: row for row in claims.claims_rows(data)}
+    accuracy = data.ok_runs(REFERENCE)["test_accuracy"]
+    mean_ci = stats.mean_ci(accuracy)
+    assert not mean_ci.low <= 0.9816 <= mean_ci.high  # the interval of the mean would reject it
+    pi = stats.prediction_interval(accuracy)
+    row = rows["test accuracy 98.16%"]
+    assert row[""] == "✅" and f"[{100 * pi.low:.2f}%, {100 * pi.high:.2f}%]" in row["measured"]
+    assert rows["digit 9 most confused with 3 and 4"][""] == "tie"
+    assert "3 and 7 tie" in rows["digit 9 most confused with 3 and 4"]["measured"]
+    assert (
+        "+256: exactly the last BatchNorm's γ, β (2 × 128)"
+        in rows["568,970 parameters"]["measured"]
+    )
+    cut = rows["a drop in validation accuracy at epoch 6 triggered the plateau scheduler"]
+    assert (
+        cut[""] == "✅"
+        and "first cut after epoch 5 in 6 run(s), 6 in 18 run(s), 7 in 6 run(s)" in cut["measured"]
+    )
     assert rows["trained on CPU only"][""] == "✅"
-    assert rows["exceeds the 98% target"][""] == "❌"  # seed 2 is at 98.0%, not above
-    measured = [
-        r["metrics"]["test_accuracy"]
-        for r in RunStore(results).records()
-        if r["label"] == "reference"
-    ]
-    assert f"measured {100 * np.mean(measured):.2f}%" in rows["test accuracy 98.16%"]["measured"]
 
 
-def test_report_cli_regenerates_without_training(results, tmp_path):
-    out = tmp_path / "out"
+def test_parameter_note_names_batchnorm_only_when_it_is():
+    data = analysis.StudyData(
+        Plan({REFERENCE: Arm(REFERENCE, "", Config(), (0,))}, ENGINE), pd.DataFrame(), None, 0, None
+    )
+    assert "γ" not in claims.parameters_row(data, 569_000)["measured"]
+    assert "(+30)" in claims.parameters_row(data, 569_000)["measured"]
+
+
+def test_confusion_claim_without_a_tie():
+    confusion = np.zeros((10, 10), dtype=int)
+    confusion[9, [4, 3, 7]] = [20, 15, 14]
+    assert claims.confusion_row(confusion, 5)[""] == "✅"
+    confusion[9, 7] = 16
+    assert claims.confusion_row(confusion, 5)[""] == "❌"
+
+
+def test_lr_cut_claim_fails_far_from_epoch_6():
+    late = pd.DataFrame({"history": [history(15, 0.98, cut) for cut in (10, 11, 10)]})
+    row = claims.lr_cut_row(late)
+    assert (
+        row[""] == "❌"
+        and "first cut after epoch 10 in 2 run(s), 11 in 1 run(s)" in row["measured"]
+    )
+    never = pd.DataFrame({"history": [history(15, 0.98, 99)]})
+    assert "no learning-rate cut" in claims.lr_cut_row(never)["measured"]
+
+
+def test_detail_pages(out):
+    claims_page = (out / "claims.md").read_text()
+    assert "prediction interval" in claims_page and "| tie |" in claims_page
+    digits = (out / "per_digit.md").read_text()
+    assert "Easiest digit: **1**" in digits and "hardest: **9**" in digits
+    assert "| 9 → 4 " in digits
+    search = (out / "search.md").read_text()
+    assert "Too few complete trials for importances." in search and "[768, 384, 192]" in search
+    variant = (out / "variants" / "width_half.md").read_text()
+    assert "epoch 2: validation accuracy 9.8%, near chance" in variant
+    assert "| Dropout " in variant and "p = 0.3" in variant
+    for name in ["forest", "curves_all", "confusion_reference", "search_history"]:
+        assert (out / "plots" / f"{name}.png").stat().st_size > 1000, name
+    assert (out / "plots" / "architecture_width_half.png").exists()
+
+
+def test_runs_csv(out, frame):
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 30 + 5 + 30 + 2 + 5 and set(runs["engine"]) == {ENGINE}
+    reference = runs[runs["variant"] == REFERENCE]
+    assert reference["test_accuracy"].mean() == pytest.approx(frame.loc[REFERENCE, "mean"])
+    assert reference["digit_1_accuracy"].min() > reference["digit_9_accuracy"].max()
+    assert runs["status"].eq("diverged").sum() == 1
+
+
+def test_regenerates_byte_identically_from_the_data_copy(out, results, tmp_path):
+    files = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert (out / "data" / "plan.json").read_bytes() == (results / "plan.json").read_bytes()
+    assert len(list((out / "data" / "runs" / "corrupt").glob("*.json"))) == 1
+    assert len(list((out / "data" / "runs").glob("*.json"))) == 73
+    assert report.finish(out / "data", tmp_path / "again") == 0
+    again = {p.relative_to(tmp_path / "again"): p for p in (tmp_path / "again").rglob("*")}
+    assert set(files) == {name for name, path in again.items() if path.is_file()}
+    for name, content in files.items():
+        assert again[name].read_bytes() == content, name
+    report.finish(out / "data", out)  # the copy onto itself
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
+
+
+def test_finish_prints_the_named_verdicts(results, tmp_path, capsys):
+    assert report.finish(results, tmp_path / "r", ["no_batchnorm"], diverged_now=2) == 1
+    printed = capsys.readouterr().out
+    assert "no_batchnorm" in printed and "worse" in printed and "no_dropout" not in printed
+    assert (
+        printed.startswith("Reference: ") and f"report: {tmp_path / 'r' / 'README.md'}" in printed
+    )
+
+
+def test_nothing_to_report_is_one_line(tmp_path):
+    with pytest.raises(UserError, match="no plan.json"):
+        report.finish(tmp_path / "empty", tmp_path / "out")
+    command = [sys.executable, "-m", "harness.report", "--out", str(tmp_path / "out")]
     result = subprocess.run(
-        [sys.executable, "-m", "harness.report", "--results-dir", str(results), "--out", str(out)],
+        [*command, "--results-dir", str(tmp_path / "empty"), "--epochs", "3"],
         capture_output=True,
         text=True,
-        timeout=300,
     )
-    assert result.returncode == 0, result.stderr
-    assert (out / "README.md").exists() and (out / "variants" / "no_batchnorm.md").exists()
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--epochs is ignored" in result.stdout
+    (tmp_path / "file").write_text("")
+    result = subprocess.run(
+        [*command, "--results-dir", str(tmp_path / "file")], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "not a folder" in result.stderr
+
+
+def test_no_shared_seed_is_no_comparison(tmp_path):
+    store = RunStore(tmp_path)
+    variant = load_spec("no_batchnorm").config
+    arms = {
+        REFERENCE: Arm(REFERENCE, "", Config(), (0,)),
+        "no_batchnorm": Arm("no_batchnorm", "", variant, (7,)),
+    }
+    save_plan(Plan(arms, ENGINE).with_reference_seeds(), tmp_path)
+    store.save(fake_record(REFERENCE, Config(), 0, 0.98))
+    store.save(fake_record("no_batchnorm", variant, 7, 0.97))
+    row = analysis.comparison_table(report.load_checked(tmp_path)).set_index("variant")
+    assert row.loc["no_batchnorm", "n_pairs"] == 0 and np.isnan(row.loc["no_batchnorm", "diff"])
+    assert row.loc["no_batchnorm", "verdict"] == "inconclusive"
+
+
+@pytest.mark.parametrize("name", spec_names())
+def test_architecture_counts_what_the_model_builds(name):
+    config = load_spec(name).config
+    layers = analysis.architecture(config)
+    assert sum(layer["parameters"] for layer in layers) == parameter_count(build_model(config))
+    assert [layer["layer"] for layer in layers].count("Linear") == len(config.hidden_widths) + 1
+
+
+def test_reference_alone_reports_without_comparisons(tmp_path):
+    save_plan(Plan({REFERENCE: Arm(REFERENCE, "", Config(), (0, 1))}, ENGINE), tmp_path / "r")
+    for seed in (0, 1):
+        RunStore(tmp_path / "r").save(fake_record(REFERENCE, Config(), seed, REF[seed]))
+    assert report.finish(tmp_path / "r", tmp_path / "out") == 0
+    text = (tmp_path / "out" / "README.md").read_text()
+    assert "Reference: **" in text and "over 2 seeds" in text and "## Verdicts" in text

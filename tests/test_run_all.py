@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.report import load_study
+from harness.analysis import load_study_data
 from harness.specs import spec_names
 from harness.store import RunStore
 from tests.test_ablate import wait_for_first_run
@@ -43,7 +43,8 @@ def test_quick_study_resumes_after_interruption_and_reruns_in_seconds(tmp_path, 
     wait_for_first_run(tmp_path / "results" / "quick" / "runs", first)
     os.killpg(first.pid, signal.SIGINT)
     _, err = first.communicate(timeout=300)
-    assert first.returncode == 130 and err.strip().splitlines()[-1].startswith("interrupted")
+    assert first.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("interrupted"), err
 
     second = run_all(tmp_path)
     out, err = second.communicate(timeout=900)
@@ -51,10 +52,12 @@ def test_quick_study_resumes_after_interruption_and_reruns_in_seconds(tmp_path, 
     store = RunStore(tmp_path / "results" / "quick")
     records = store.records()
     assert {r["label"] for r in records} >= set(spec_names())
-    study = load_study(tmp_path / "results" / "quick", epochs=2)
-    assert all(len(study.ok_runs(label)) == 2 for label in study.variants)  # tuned included
+    data = load_study_data(tmp_path / "results" / "quick")
+    assert set(data.labels) == {*spec_names(), "tuned"}
+    assert all(len(data.ok_runs(label)) == 2 for label in data.labels)  # tuned included
+    assert all(arm.config.epochs == 2 for arm in data.plan.arms.values() if arm.label != "tuned")
     # each distinct config stored once per seed (the tuned one may equal a variant's)
-    configs = {config.hash() for config in study.variants.values()}
+    configs = {arm.config.hash() for arm in data.plan.arms.values()}
     assert len({(r["config_hash"], r["seed"]) for r in records}) == len(records)
     assert {r["config_hash"] for r in records} == configs
     assert not (tmp_path / "results" / "runs").exists()  # quick results kept apart
@@ -68,11 +71,13 @@ def test_quick_study_resumes_after_interruption_and_reruns_in_seconds(tmp_path, 
         "variants/tuned.md",
     ]:
         assert (reports / page).exists(), page
-    assert "tuned" in out and "report:" in out
+    tuned_line = next(line for line in out.splitlines() if line.startswith("| tuned"))
+    assert any(v in tuned_line for v in ("better", "worse", "equivalent", "inconclusive"))
+    assert "report:" in out
 
     started = time.perf_counter()
     third = run_all(tmp_path)
-    third.communicate(timeout=300)
-    assert third.returncode == 0
+    _, err = third.communicate(timeout=300)
+    assert third.returncode == 0, err
     assert time.perf_counter() - started < 90
     assert len(store.records()) == len(records)

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from harness.config import Config
 from harness.data import split
-from harness.search import finished_count, open_study, optimize, summarize
+from harness.tuning import finished_count, open_study, optimize, summarize
 from tests.conftest import synthetic_mnist
 
 BASE = Config(val_size=100)

@@ -1,24 +1,30 @@
 import json
 
-from harness.store import RunStore
-from harness.train import run
+from harness.store import RunKey, RunStore
+from harness.training import run
 from tests.conftest import TINY
 
 
-def test_save_once_atomic_and_frame(tmp_path, tiny_mnist):
+def test_save_once_atomic_and_read_back(tmp_path, tiny_mnist):
     store = RunStore(tmp_path)
     record = run(TINY, 0, tiny_mnist, label="tiny")
-    assert not store.has(TINY.hash(), 0)
+    key = RunKey.of(record)
+    assert key == RunKey(TINY.hash(), 0, record["engine"])
+    assert not store.has(key)
     path = store.save(record)
-    assert store.has(TINY.hash(), 0) and json.loads(path.read_text()) == record
+    assert store.has(key) and json.loads(path.read_text()) == record
     assert not list(store.runs.glob("*.partial"))
 
     changed = {**record, "label": "other"}
     assert store.save(changed) == path  # stored once: the first record stays
-    assert store.load(TINY.hash(), 0)["label"] == "tiny"
+    assert store.load(key)["label"] == "tiny"
 
     (store.runs / "killed-mid-write.partial").write_text('{"config_hash": "x", "se')
-    frame = store.frame()
-    assert len(frame) == 1
-    assert frame.loc[0, "test_accuracy"] == record["metrics"]["test_accuracy"]
-    assert frame.loc[0, "seed"] == 0 and frame.loc[0, "label"] == "tiny"
+    assert store.records() == [record]  # a partial write is no run
+    assert store.corrupt_count() == 0
+
+
+def test_record_keeps_what_identifies_its_numeric_path(tiny_mnist):
+    environment = run(TINY, 0, tiny_mnist)["environment"]
+    assert {"cpu", "cpu_flags", "cpu_capability", "math_libraries", "threads"} <= set(environment)
+    assert environment["cpu_capability"] in ("DEFAULT", "AVX2", "AVX512")

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from harness.data import split
-from harness.train import fit, run
+from harness.training import fit, run
 from tests.conftest import TINY
 
 

@@ -1,0 +1,188 @@
+"""Seeds trained as one stacked model on a GPU: epoch speed by stack size, then every arm.
+
+    HARNESS_DATA_DIR=../shared/mnist python benchmarks/gpu_stack.py [--out FILE]
+
+1. Speed: one line per stack size K (default 1, 8, 32, 128) with the seconds per seed-epoch
+   (training and validation, the stack's epoch time divided by K; the median of the epochs after
+   the first), beside the plain single-seed loop of harness.training on the same GPU.
+2. Arms: the reference and every spec in ablations/*.toml, each trained as one stack of 30
+   seeds (0-29) for 15 epochs; one line per arm with its wall time and mean test accuracy, then
+   the total. Every record (harness.training.run's schema plus engine "cuda-stacked" and
+   stack_size) is written as one JSON line to --out (default $OUT/gpu_records.jsonl when $OUT
+   is set, else ./gpu_records.jsonl), appended arm by arm, so an interrupted run keeps its arms.
+
+Sized for an H100 in about 5 minutes; --budget-s stops starting new arms past that many
+seconds. --smoke runs the same code on the CPU on small synthetic data (a check of the
+script, not of speed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from harness.config import Config
+from harness.data import Mnist, load_mnist, resolve_data_dir, split
+from harness.model import INPUT_SIZE, NUM_CLASSES, build_model
+from harness.specs import REFERENCE, load_spec, spec_names
+from harness.stacked import StackedTrainer, run_stacked
+from harness.training import evaluate, make_optimizer, train_epoch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def plain_seconds(config: Config, mnist: Mnist, epochs: int, device: torch.device) -> float:
+    """Median seconds of the plain loop's epochs (training and validation) after the first."""
+    data = split(mnist, config.val_size, 0)
+    torch.manual_seed(0)
+    model = build_model(config).to(device)
+    optimizer = make_optimizer(model, config)
+    images, labels = data.train_images.to(device), data.train_labels.to(device)
+    val_images, val_labels = data.val_images.to(device), data.val_labels.to(device)
+    times = []
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(epoch))
+        train_epoch(model, optimizer, images, labels, order.to(device), config.batch_size)
+        _, predictions = evaluate(model, val_images, val_labels)
+        (predictions == val_labels).double().mean().item()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times[1:] or times)
+
+
+def stacked_seconds(
+    config: Config, mnist: Mnist, k: int, epochs: int, device: torch.device
+) -> tuple[float, float]:
+    """Median seconds of a stack of k's epochs (training and validation) after the first,
+    divided by k; and the seconds it took to split the seeds' data and move it to the device."""
+    started = time.perf_counter()
+    splits = (split(mnist, config.val_size, seed) for seed in range(k))
+    trainer = StackedTrainer(config, range(k), splits, device)
+    synchronize(device)
+    setup = time.perf_counter() - started
+    times = []
+    for _ in range(epochs):
+        started = time.perf_counter()
+        loss_sum, _ = trainer.train_epoch()
+        val_loss, val_correct = trainer.evaluate(trainer.val_images, trainer.val_labels)
+        torch.stack([loss_sum, val_loss, val_correct.float()]).tolist()  # waits for the GPU
+        times.append(time.perf_counter() - started)
+    del trainer
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return statistics.median(times[1:] or times) / k, setup
+
+
+def synthetic_mnist(n_train: int, n_test: int) -> Mnist:
+    """Noisy class prototypes of MNIST's shape, for --smoke."""
+    generator = torch.Generator().manual_seed(0)
+    prototypes = torch.randn(NUM_CLASSES, INPUT_SIZE, generator=generator)
+
+    def sample(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.arange(n) % NUM_CLASSES
+        return prototypes[labels] + 2 * torch.randn(n, INPUT_SIZE, generator=generator), labels
+
+    return Mnist(*sample(n_train), *sample(n_test))
+
+
+def default_out() -> Path:
+    return (
+        Path(os.environ["OUT"]) / "gpu_records.jsonl"
+        if "OUT" in os.environ
+        else Path("gpu_records.jsonl")
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-dir", help="MNIST/raw/*.gz (default: $HARNESS_DATA_DIR)")
+    parser.add_argument("--out", type=Path, help="JSON lines of the records")
+    parser.add_argument("--ks", default="1,8,32,128", help="stack sizes timed (comma-separated)")
+    parser.add_argument("--speed-epochs", type=int, default=3, help="epochs timed per K")
+    parser.add_argument("--seeds", type=int, default=30, help="seeds per arm: one stack")
+    parser.add_argument("--epochs", type=int, default=15, help="epochs per arm")
+    parser.add_argument("--arms", help="comma-separated spec names (default: all)")
+    parser.add_argument("--budget-s", type=float, default=420, help="no new arm after this")
+    parser.add_argument("--smoke", action="store_true", help="CPU, synthetic data, tiny sizes")
+    args = parser.parse_args(argv)
+
+    if args.smoke:
+        device = torch.device("cpu")
+        mnist = synthetic_mnist(3000, 500)
+        ks, args.seeds, args.epochs, args.speed_epochs = [1, 2], 2, 1, 2
+        shrink = {"val_size": 500}
+    else:
+        if not torch.cuda.is_available():
+            print(
+                "gpu_stack.py: CUDA is not available here (torch.cuda.is_available() is False);"
+                " run it on a GPU machine, or pass --smoke to check the script on the CPU",
+                file=sys.stderr,
+            )
+            return 2
+        device = torch.device("cuda")
+        ks = [int(k) for k in args.ks.split(",")]
+        shrink = {}
+        mnist = load_mnist(resolve_data_dir(args.data_dir))
+    out = args.out or default_out()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("")
+    started = time.perf_counter()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"{name}, torch {torch.__version__}; records -> {out}", flush=True)
+
+    reference = dataclasses.replace(Config(), **shrink)
+    plain = plain_seconds(reference, mnist, args.speed_epochs, device)
+    print(f"plain loop  K=1    {plain:.4f} s per seed-epoch", flush=True)
+    for k in ks:
+        per_seed, setup = stacked_seconds(reference, mnist, k, args.speed_epochs, device)
+        print(
+            f"stacked     K={k:<4d} {per_seed:.4f} s per seed-epoch  "
+            f"({per_seed * k:.3f} s per stack epoch, {plain / per_seed:.1f}x the plain loop; "
+            f"setup {setup:.1f} s)",
+            flush=True,
+        )
+
+    names = args.arms.split(",") if args.arms else spec_names()
+    names = sorted(names, key=lambda n: n != REFERENCE)  # the reference first
+    seeds = list(range(args.seeds))
+    arms_started = time.perf_counter()
+    for arm in names:
+        if time.perf_counter() - started > args.budget_s:
+            print(f"budget of {args.budget_s:.0f} s spent: arm {arm} and later ones skipped")
+            break
+        config = dataclasses.replace(load_spec(arm).config, epochs=args.epochs, **shrink)
+        arm_started = time.perf_counter()
+        records = run_stacked(config, seeds, mnist, label=arm, device=device)
+        wall = time.perf_counter() - arm_started
+        with out.open("a") as file:
+            for record in records:
+                file.write(json.dumps(record) + "\n")
+        ok = [r["metrics"]["test_accuracy"] for r in records if r["status"] == "ok"]
+        mean = f"{100 * statistics.mean(ok):.2f}%" if ok else "n/a"
+        print(
+            f"arm {arm:<18s} K={len(seeds)} x {args.epochs} epochs: {wall:6.1f} s wall, "
+            f"mean test accuracy {mean} ({len(ok)}/{len(seeds)} ok)",
+            flush=True,
+        )
+    print(
+        f"arms total {time.perf_counter() - arms_started:.1f} s; "
+        f"script total {time.perf_counter() - started:.1f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,337 @@
+"""Every number the reports show, computed once from the saved plan and the stored records.
+
+The plan says which arms exist and which seeds each was asked for; an arm's runs are the stored
+records of its config, engine and seeds. Each non-reference arm is compared with the reference
+on the seeds both finished (paired differences d, in accuracy units), and judged within its
+family (the planned ablations; the tuned network apart, being a selected configuration):
+better / worse when the paired test rejects Δ = 0 after Holm's correction, equivalent (±margin)
+when the TOST does after Holm, else inconclusive, with the seeds a decision would need.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from harness import design, stats
+from harness.config import Config
+from harness.model import build_model
+from harness.plan import TUNED, Plan, load_plan, load_search_summary
+from harness.specs import REFERENCE
+from harness.store import RunKey, RunStore
+
+ABLATIONS, SELECTED = "planned ablations", "selected by the search"
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """The plan, every stored record (flattened, one row each) and the search's summary."""
+
+    plan: Plan | None
+    frame: pd.DataFrame
+    search: dict[str, Any] | None
+    corrupt: int  # records set aside because they did not parse
+    results_dir: Path  # where the records came from: a report copies them next to itself
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.plan.arms) if self.plan else []
+
+    def runs(self, label: str) -> pd.DataFrame:
+        """The arm's stored runs (diverged ones included) on its planned seeds, by seed."""
+        arm = self.plan.arms[label]
+        frame = self.frame
+        if frame.empty:
+            return frame
+        chosen = frame[
+            (frame["config_hash"] == arm.config.hash())
+            & (frame["engine"] == self.plan.engine)
+            & frame["seed"].isin(arm.seeds)
+        ]
+        return chosen.sort_values("seed").reset_index(drop=True)
+
+    def ok_runs(self, label: str) -> pd.DataFrame:
+        runs = self.runs(label)
+        return runs[runs["status"] == "ok"].reset_index(drop=True) if len(runs) else runs
+
+    def labels_with_runs(self) -> list[str]:
+        return [label for label in self.labels if len(self.ok_runs(label))]
+
+    def other_runs(self) -> pd.DataFrame:
+        """Stored runs that belong to no arm of the plan (e.g. `harness.train --set …`)."""
+        if self.frame.empty:
+            return self.frame
+        used = pd.concat([self.runs(label) for label in self.labels] or [self.frame.iloc[:0]])
+        return self.frame[~self.frame["path"].isin(used["path"])].reset_index(drop=True)
+
+
+def load_study_data(results_dir: Path) -> StudyData:
+    store = RunStore(results_dir)
+    store.check_readable()
+    rows = []
+    for record in store.records():
+        row = {k: v for k, v in record.items() if k != "metrics"}
+        row.update(record.get("metrics", {}))
+        row["path"] = store.path(_key(record)).name
+        rows.append(row)
+    return StudyData(
+        load_plan(results_dir),
+        pd.DataFrame(rows),
+        load_search_summary(results_dir),
+        store.corrupt_count(),
+        Path(results_dir),
+    )
+
+
+def _key(record: dict[str, Any]) -> RunKey:
+    return RunKey.of(record)
+
+
+def correct_matrix(runs: pd.DataFrame) -> np.ndarray:
+    """[runs, test images] booleans: which test images each run classified correctly."""
+    if not len(runs):
+        return np.ones((0, 0), dtype=bool)
+    tested = int(np.sum(runs["confusion_matrix"].iloc[0]))
+    correct = np.ones((len(runs), tested), dtype=bool)
+    for row, wrong in enumerate(runs["test_misclassified"]):
+        correct[row, wrong] = False
+    return correct
+
+
+def correct_counts(runs: pd.DataFrame) -> np.ndarray:
+    """Integer counts even for no runs: the exact Wilcoxon test refuses floats."""
+    return np.array([np.trace(np.array(m)) for m in runs["confusion_matrix"]], dtype=int)
+
+
+def paired_runs(data: StudyData, label: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The arm's and the reference's finished runs on the seeds both finished, row by row."""
+    variant, reference = data.ok_runs(label), data.ok_runs(REFERENCE)
+    seeds = sorted(set(variant["seed"]) & set(reference["seed"]))
+    pick = lambda runs: runs.set_index("seed").loc[seeds].reset_index()  # noqa: E731
+    return pick(variant), pick(reference)
+
+
+def arm_row(data: StudyData, label: str) -> dict[str, Any]:
+    """One arm's accuracy with its intervals, and its paired comparison with the reference."""
+    plan = data.plan
+    runs, ok = data.runs(label), data.ok_runs(label)
+    accuracy = ok["test_accuracy"].to_numpy(dtype=float)
+    epochs = plan.arms[label].config.epochs
+    row: dict[str, Any] = {
+        "variant": label,
+        "family": SELECTED if label == TUNED else ABLATIONS,
+        "planned_seeds": len(plan.arms[label].seeds),
+        "n": len(ok),
+        "diverged": int((runs["status"] != "ok").sum()) if len(runs) else 0,
+        "parameters": int(runs["parameters"].iloc[0]) if len(runs) else 0,
+        "mean": stats.mean_ci(accuracy).estimate,
+        "sd": float(np.std(accuracy, ddof=1)) if len(accuracy) > 1 else math.nan,
+        "t_ci": tuple(stats.mean_ci(accuracy)[1:]),
+        "bca_ci": tuple(stats.bootstrap_ci(accuracy)[1:]),
+        "images_ci": tuple(stats.accuracy_interval_seeds_and_images(correct_matrix(ok))[1:])
+        if len(ok)
+        else (math.nan, math.nan),
+        "best_epoch": float(ok["best_epoch"].mean()) if len(ok) else math.nan,
+        "best_at_cap": int((ok["best_epoch"] == epochs).sum()) if len(ok) else 0,
+        "test_loss": float(ok["test_loss"].mean()) if len(ok) else math.nan,
+        "best_val": float(ok["best_val_accuracy"].mean()) if len(ok) else math.nan,
+        "gap": float(ok["train_val_gap"].mean()) if len(ok) else math.nan,
+        "seconds_per_epoch": float(runs["seconds_per_epoch"].mean()) if len(runs) else math.nan,
+        "first_lr_cut": first_lr_cuts(ok),
+    }
+    if label != REFERENCE:
+        row.update(paired_comparison(data, label))
+    return row
+
+
+def paired_comparison(data: StudyData, label: str) -> dict[str, Any]:
+    plan = data.plan
+    variant, reference = paired_runs(data, label)
+    d = (variant["test_accuracy"] - reference["test_accuracy"]).to_numpy(dtype=float)
+    n, margin = len(d), plan.margin
+    sd = float(np.std(d, ddof=1)) if n > 1 else math.nan
+    planned = plan.design is not None and label != TUNED
+    if planned and n >= plan.design.pilot_seeds:
+        stein = design.stein_test(d, plan.design.pilot_seeds, margin)
+        estimate, ci = stein.mean, (stein.ci_low, stein.ci_high)
+        p_difference, p_equivalence = stein.p_difference, stein.p_equivalence
+    else:
+        interval = stats.mean_ci(d)
+        estimate, ci = interval.estimate, tuple(interval[1:])
+        p_difference, p_equivalence = (
+            stats.paired_t_pvalue(d, np.zeros(n)),
+            stats.tost_pvalue(d, margin),
+        )
+    v_correct, r_correct = correct_matrix(variant), correct_matrix(reference)
+    mcnemar = [
+        stats.mcnemar_pvalue(int((v & ~r).sum()), int((r & ~v).sum()))
+        for v, r in zip(v_correct, r_correct, strict=True)
+    ]
+    return {
+        "n_pairs": n,
+        "diff": estimate,
+        "diff_ci": ci,
+        "diff_images_ci": tuple(
+            stats.paired_difference_interval_seeds_and_images(v_correct, r_correct)[1:]
+        )
+        if n
+        else (math.nan, math.nan),
+        "sd_diff": sd,
+        "p_difference": p_difference,
+        "p_equivalence": p_equivalence,
+        "p_wilcoxon": stats.wilcoxon_counts_pvalue(
+            correct_counts(variant), correct_counts(reference)
+        ),
+        "g_z": stats.hedges_gz(d),
+        "correlation": _correlation(variant["test_accuracy"], reference["test_accuracy"]),
+        "mcnemar_significant": sum(p < 0.05 for p in mcnemar),
+    }
+
+
+def _correlation(a: pd.Series, b: pd.Series) -> float:
+    if len(a) < 3 or a.std() == 0 or b.std() == 0:
+        return math.nan
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def lr_cuts(history: list[dict[str, Any]]) -> list[int]:
+    """The epochs after which the scheduler cut the learning rate (an epoch records the rate it
+    trained with, so a cut shows in the next epoch's record)."""
+    return [
+        history[i - 1]["epoch"]
+        for i in range(1, len(history))
+        if history[i]["lr"] < history[i - 1]["lr"]
+    ]
+
+
+def first_lr_cuts(runs: pd.DataFrame) -> list[int]:
+    """Per run that had a cut, the first epoch after which the plateau scheduler cut the lr."""
+    return [cuts[0] for cuts in map(lr_cuts, runs["history"] if len(runs) else []) if cuts]
+
+
+def comparison_table(data: StudyData) -> pd.DataFrame:
+    """One row per arm with runs, the reference first, then by paired effect; Holm within each
+    family, then each comparison's verdict."""
+    frame = pd.DataFrame([arm_row(data, label) for label in data.labels_with_runs()])
+    if frame.empty or "diff" not in frame:
+        return frame
+    for column in ("p_difference", "p_equivalence"):
+        frame[f"{column}_holm"] = math.nan
+        for family in (ABLATIONS, SELECTED):
+            members = (frame["family"] == family) & (frame["variant"] != REFERENCE)
+            frame.loc[members, f"{column}_holm"] = stats.holm(frame.loc[members, column].tolist())
+    # What the current seeds can detect, at Holm's strictest step (alpha / family size): the
+    # level a decision in this family must reach.
+    sizes = frame.loc[frame["variant"] != REFERENCE, "family"].value_counts()
+    alphas = [design.ALPHA / sizes.get(row.family, 1) for row in frame.itertuples()]
+    frame["mde"] = [
+        stats.minimum_detectable_effect(row.sd_diff, row.n_pairs, alpha)
+        if row.variant != REFERENCE and row.n_pairs > 1
+        else math.nan
+        for row, alpha in zip(frame.itertuples(), alphas, strict=True)
+    ]
+    frame["seeds_needed"] = [
+        stats.seeds_needed(row.sd_diff, data.plan.margin, alpha)
+        if row.variant != REFERENCE and row.n_pairs > 1 and row.sd_diff > 0
+        else None
+        for row, alpha in zip(frame.itertuples(), alphas, strict=True)
+    ]
+    frame["verdict"] = [
+        "—"
+        if row.variant == REFERENCE
+        else design.verdict(row.diff, row.p_difference_holm, row.p_equivalence_holm)
+        for row in frame.itertuples()
+    ]
+    order = frame["diff"].fillna(math.inf).rank(method="first", ascending=False)
+    return frame.assign(_order=order).sort_values("_order").drop(columns="_order")
+
+
+def used_runs(data: StudyData) -> pd.DataFrame:
+    """Every run of every arm (diverged ones included) with its arm as `variant`: the report's
+    rows, one per arm and run (a config shared by two arms counts under both)."""
+    frames = [data.runs(label).assign(variant=label) for label in data.labels]
+    frames = [frame for frame in frames if len(frame)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def per_digit_table(data: StudyData, label: str) -> pd.DataFrame:
+    """Per digit: the mean accuracy over seeds with its t interval and, for a variant, the paired
+    difference against the reference on the seeds both finished."""
+    accuracy = np.array(list(data.ok_runs(label)["per_digit_accuracy"])).reshape(-1, 10)
+    if label != REFERENCE:
+        variant, reference = paired_runs(data, label)
+        pairs = [
+            np.array(list(runs["per_digit_accuracy"])).reshape(-1, 10)
+            for runs in (variant, reference)
+        ]
+    rows = []
+    for digit in range(10):
+        interval = stats.mean_ci(accuracy[:, digit])
+        row: dict[str, Any] = {"digit": digit, "mean": interval.estimate, "ci": tuple(interval[1:])}
+        if label != REFERENCE:
+            difference = stats.paired_difference_ci(pairs[0][:, digit], pairs[1][:, digit])
+            row.update(diff=difference.estimate, diff_ci=tuple(difference[1:]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summed_confusion(data: StudyData, label: str) -> np.ndarray:
+    """The arm's test confusion matrices summed over its finished runs (rows: true digit)."""
+    return np.sum([np.array(m) for m in data.ok_runs(label)["confusion_matrix"]], axis=0)
+
+
+def confused_pairs(confusion: np.ndarray, top: int | None = None) -> list[dict[str, Any]]:
+    """(true → predicted) errors by count, most frequent first (ties by digit), with each one's
+    share of the true digit's errors."""
+    errors = np.array(confusion)
+    np.fill_diagonal(errors, 0)
+    pairs = sorted(
+        ((int(errors[t, p]), t, p) for t in range(10) for p in range(10) if t != p),
+        key=lambda pair: (-pair[0], pair[1], pair[2]),
+    )
+    return [
+        {"true": t, "predicted": p, "count": count, "share": count / max(1, errors[t].sum())}
+        for count, t, p in pairs[:top]
+    ]
+
+
+def curve_bands(runs: pd.DataFrame, key: str) -> dict[str, np.ndarray]:
+    """A history column over the epochs all runs reached: mean and 95% t band per epoch."""
+    epochs = min(len(history) for history in runs["history"])
+    values = np.array([[e[key] for e in history[:epochs]] for history in runs["history"]])
+    bands = [stats.mean_ci(values[:, i]) for i in range(epochs)]
+    return {
+        "epoch": np.arange(1, epochs + 1),
+        "mean": np.array([band.estimate for band in bands]),
+        "low": np.array([band.low for band in bands]),
+        "high": np.array([band.high for band in bands]),
+    }
+
+
+def architecture(config: Config) -> list[dict[str, Any]]:
+    """The layers harness.model builds for the config, with their parameter counts (built on the
+    meta device: no memory, no draw from the random generator)."""
+    with torch.device("meta"):
+        model = build_model(config)
+    layers = []
+    for module in model:
+        if isinstance(module, nn.Linear):
+            detail, width = f"{module.in_features} → {module.out_features}", module.out_features
+        elif isinstance(module, nn.BatchNorm1d):
+            detail, width = "γ, β per unit", module.num_features
+        elif isinstance(module, nn.Dropout):
+            detail, width = f"p = {module.p:g}", None
+        else:
+            detail, width = "", None
+        count = sum(parameter.numel() for parameter in module.parameters())
+        layers.append(
+            {"layer": type(module).__name__, "width": width, "detail": detail, "parameters": count}
+        )
+    return layers

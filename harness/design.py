@@ -1,0 +1,276 @@
+"""Seeds until decided: a two-stage design that keeps the error rates it states.
+
+A pilot of n0 seeds per arm measures the spread of the paired differences (variant − reference);
+from that spread alone, never from the observed effect, each arm's total seed count is chosen
+(capped); after training every arm is judged once, on all its seeds, with Holm over the family.
+
+Choosing n from the pilot and then running ordinary paired t-tests on all n seeds is not exact: a
+pilot that happens to be quiet buys few seeds, whose sd is then mostly that same small pilot sd,
+so the t statistic comes out too large: 7.9% ± 0.2% family-wise false positives at a nominal 5%
+over the 7 ablations with Holm (simulate_error_rates(test="naive"), 20,000 studies, the committed
+study's spreads), against 4.8% ± 0.2% for this design. Stein's two-stage test (Stein 1945)
+judges the mean of all n seeds with the pilot's sd s0 and n0 − 1 degrees of freedom instead:
+with normal differences the mean of all n is independent of s0, and n depends on s0 alone, so
+(mean − Δ) / (s0 / √n) follows t(n0 − 1) exactly, whatever rule (with or without a cap) turned
+s0 into n.
+
+Accuracies and margins are fractions (0.001 = 0.1 percentage points).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Literal, NamedTuple
+
+import numpy as np
+from scipy import stats as sps
+
+from harness import stats
+
+PILOT_SEEDS = 5
+MAX_SEEDS = 30
+MARGIN = 0.001  # δ: differences within ±0.1 pp count as equivalent
+ALPHA = 0.05
+POWER = 0.8
+VERDICTS = ("better", "worse", "equivalent", "inconclusive")
+
+
+class SteinResult(NamedTuple):
+    mean: float
+    ci_low: float
+    ci_high: float
+    p_difference: float  # two-sided, H0: Δ = 0
+    p_equivalence: float  # TOST, H0: |Δ| ≥ margin
+
+
+class Decision(NamedTuple):
+    n: int
+    mean: float
+    ci_low: float
+    ci_high: float
+    p_difference: float
+    p_difference_holm: float
+    p_equivalence: float
+    p_equivalence_holm: float
+    verdict: str
+    minimum_detectable_effect: float  # ordinary paired t on all n seeds, at alpha / family size
+    seeds_needed: int | None  # for an effect of margin, same test; None without a spread
+
+
+def planned_seeds(
+    pilot_sd: float,
+    n0: int = PILOT_SEEDS,
+    margin: float = MARGIN,
+    max_seeds: int = MAX_SEEDS,
+    alpha: float = ALPHA,
+    power: float = POWER,
+    family_size: int = 1,
+) -> int:
+    """Seeds per arm in total (pilot included) so that Stein's test finds |Δ| = margin with the
+    given power: the smallest n ≥ n0 with n ≥ ((t[α/(2m), n0−1] + t[1−power, n0−1])·s0/δ)².
+
+    The level is alpha / family_size, Holm's first and strictest step: the verdicts are
+    Holm-adjusted, and planning at alpha would promise a power that the adjusted test does not
+    have. Pass family_size=1 to plan for an unadjusted test. Capped at max_seeds; the test stays
+    exact under the cap because n still depends on the pilot's sd alone.
+    """
+    return int(
+        _planned_seeds(np.asarray(pilot_sd), n0, margin, max_seeds, alpha, power, family_size)
+    )
+
+
+def stein_test(
+    differences: Sequence[float],
+    n0: int = PILOT_SEEDS,
+    margin: float = MARGIN,
+    confidence: float = stats.CONFIDENCE,
+) -> SteinResult:
+    """Stein's two-stage test: the mean of all n differences over the sd of the first n0 (the
+    pilot) with n0 − 1 degrees of freedom, two-sided against 0 and TOST against ±margin.
+
+    NaN where the pilot cannot give a spread (n0 < 2, fewer than n0 differences, zero sd).
+    """
+    d = np.asarray(differences, dtype=float)
+    if n0 < 2 or len(d) < n0:
+        return SteinResult(float(d.mean()) if len(d) else stats.NAN, *[stats.NAN] * 4)
+    mean, s0 = float(d.mean()), float(np.std(d[:n0], ddof=1))
+    if s0 == 0:
+        return SteinResult(mean, *[stats.NAN] * 4)
+    se, df = s0 / math.sqrt(len(d)), n0 - 1
+    half = float(sps.t.ppf((1 + confidence) / 2, df)) * se
+    p_difference, p_equivalence = _p_values(np.asarray(mean), np.asarray(se), df, margin)
+    return SteinResult(mean, mean - half, mean + half, float(p_difference), float(p_equivalence))
+
+
+def verdict(
+    mean: float, p_difference_holm: float, p_equivalence_holm: float, alpha: float = ALPHA
+) -> str:
+    """ "better"/"worse" when the adjusted difference test rejects Δ = 0 (by the sign of the mean),
+    else "equivalent" when the adjusted TOST rejects |Δ| ≥ margin, else "inconclusive"."""
+    if p_difference_holm < alpha:
+        return "better" if mean > 0 else "worse"
+    if p_equivalence_holm < alpha:
+        return "equivalent"
+    return "inconclusive"
+
+
+def decide_family(
+    arms: Mapping[str, Sequence[float]],
+    n0: int = PILOT_SEEDS,
+    margin: float = MARGIN,
+    alpha: float = ALPHA,
+    power: float = POWER,
+    confidence: float = stats.CONFIDENCE,
+) -> dict[str, Decision]:
+    """Stein's test per arm, Holm over the arms (separately for the difference and for the TOST
+    p-values), a verdict per arm, and what the seeds could detect.
+
+    The minimum detectable effect and the seeds needed for |Δ| = margin are for the ordinary
+    paired t-test on all n seeds at alpha / len(arms) (Holm's strictest step) and the given power:
+    a planning aid for the next study, not part of the verdict.
+    """
+    results = {name: stein_test(d, n0, margin, confidence) for name, d in arms.items()}
+    names = list(results)
+    p_difference_holm = stats.holm([results[name].p_difference for name in names])
+    p_equivalence_holm = stats.holm([results[name].p_equivalence for name in names])
+    level = alpha / max(1, len(names))
+    decisions = {}
+    for name, p_diff_holm, p_eq_holm in zip(
+        names, p_difference_holm, p_equivalence_holm, strict=True
+    ):
+        result, d = results[name], np.asarray(arms[name], dtype=float)
+        sd = float(np.std(d, ddof=1)) if len(d) > 1 else stats.NAN
+        decisions[name] = Decision(
+            n=len(d),
+            mean=result.mean,
+            ci_low=result.ci_low,
+            ci_high=result.ci_high,
+            p_difference=result.p_difference,
+            p_difference_holm=p_diff_holm,
+            p_equivalence=result.p_equivalence,
+            p_equivalence_holm=p_eq_holm,
+            verdict=verdict(result.mean, p_diff_holm, p_eq_holm, alpha),
+            minimum_detectable_effect=stats.minimum_detectable_effect(sd, len(d), level, power),
+            seeds_needed=stats.seeds_needed(sd, margin, level, power) if sd > 0 else None,
+        )
+    return decisions
+
+
+def simulate_error_rates(
+    true_deltas: Mapping[str, float],
+    sds: Mapping[str, float],
+    n0: int = PILOT_SEEDS,
+    max_seeds: int = MAX_SEEDS,
+    margin: float = MARGIN,
+    n_studies: int = 2000,
+    seed: int = 0,
+    alpha: float = ALPHA,
+    power: float = POWER,
+    test: Literal["stein", "naive"] = "stein",
+) -> dict:
+    """Monte Carlo of the whole design (pilot, planned seeds, Holm verdicts) on normal differences.
+
+    test="naive" judges all n seeds with their own sd and n − 1 degrees of freedom instead (the
+    procedure this design replaces). Arms are independent here; Holm holds under any dependence.
+    Returns shares of studies with Monte Carlo standard errors (keys ending in _se):
+      any_difference: some arm called better or worse (the family-wise error when all Δ = 0);
+      false_difference: some arm with Δ = 0 called better/worse, or some arm given the wrong sign;
+      false_equivalence: some arm with |Δ| ≥ margin called equivalent (NaN without such an arm);
+      correct_at_twice_margin: mean share of the arms with |Δ| ≥ 2·margin called in the right
+        direction (NaN without such an arm);
+    and per arm the mean number of seeds and the share of each verdict.
+    """
+    names = list(true_deltas)
+    delta = np.array([true_deltas[name] for name in names], dtype=float)
+    sd = np.array([sds[name] for name in names], dtype=float)
+    rng = np.random.default_rng(seed)
+    shape = (n_studies, len(names), max_seeds)
+    d = delta[None, :, None] + sd[None, :, None] * rng.standard_normal(shape)
+    s0 = d[..., :n0].std(axis=-1, ddof=1)
+    n = _planned_seeds(s0, n0, margin, max_seeds, alpha, power, len(names))
+    used = np.arange(max_seeds) < n[..., None]
+    mean = np.where(used, d, 0.0).sum(axis=-1) / n
+    if test == "stein":
+        spread, df = s0, n0 - 1
+    else:
+        spread = np.sqrt(np.where(used, (d - mean[..., None]) ** 2, 0.0).sum(axis=-1) / (n - 1))
+        df = n - 1
+    p_difference, p_equivalence = _p_values(mean, spread / np.sqrt(n), df, margin)
+    difference = _holm_rows(p_difference) < alpha
+    better, worse = difference & (mean > 0), difference & (mean <= 0)
+    equivalent = ~difference & (_holm_rows(p_equivalence) < alpha)
+
+    null, tolerance = delta == 0, 1e-9 * margin
+    at_margin, at_twice = (
+        np.abs(delta) >= margin - tolerance,
+        np.abs(delta) >= 2 * margin - tolerance,
+    )
+    wrong_sign = (better & (delta < 0)) | (worse & (delta > 0))
+    right_sign = (better & (delta > 0)) | (worse & (delta < 0))
+    out: dict = {"n_studies": n_studies, "test": test}
+    _share(out, "any_difference", difference.any(axis=1))
+    _share(out, "false_difference", (difference & null).any(axis=1) | wrong_sign.any(axis=1))
+    _share(
+        out, "false_equivalence", (equivalent & at_margin).any(axis=1) if at_margin.any() else None
+    )
+    _share(
+        out,
+        "correct_at_twice_margin",
+        right_sign[:, at_twice].mean(axis=1) if at_twice.any() else None,
+    )
+    out["mean_seeds"] = {name: float(n[:, j].mean()) for j, name in enumerate(names)}
+    calls = {"better": better, "worse": worse, "equivalent": equivalent}
+    calls["inconclusive"] = ~(better | worse | equivalent)
+    out["verdicts"] = {
+        name: {v: float(calls[v][:, j].mean()) for v in VERDICTS} for j, name in enumerate(names)
+    }
+    return out
+
+
+def _planned_seeds(
+    pilot_sd: np.ndarray,
+    n0: int,
+    margin: float,
+    max_seeds: int,
+    alpha: float,
+    power: float,
+    family_size: int,
+) -> np.ndarray:
+    if n0 < 2 or np.any(~np.isfinite(pilot_sd)):
+        raise ValueError(f"need a pilot of n0 >= 2 seeds with a finite sd, got {n0=}")
+    df = n0 - 1
+    quantiles = sps.t.isf(alpha / (2 * family_size), df) + sps.t.ppf(power, df)
+    wanted = np.ceil((quantiles * pilot_sd / margin) ** 2)
+    return np.clip(wanted, n0, max_seeds).astype(int)
+
+
+def _p_values(
+    mean: np.ndarray, se: np.ndarray, df: int | np.ndarray, margin: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided p against Δ = 0 and TOST p against |Δ| ≥ margin, for t(df) statistics."""
+    p_difference = 2 * sps.t.sf(np.abs(mean) / se, df)
+    p_equivalence = np.maximum(
+        sps.t.sf((mean + margin) / se, df), sps.t.cdf((mean - margin) / se, df)
+    )
+    return p_difference, p_equivalence
+
+
+def _holm_rows(pvalues: np.ndarray) -> np.ndarray:
+    """Holm-adjusted p-values along the last axis (stats.holm, vectorized; no NaN)."""
+    m = pvalues.shape[-1]
+    order = np.argsort(pvalues, axis=-1)
+    ranked = np.take_along_axis(pvalues, order, axis=-1) * np.arange(m, 0, -1)
+    ranked = np.minimum(1.0, np.maximum.accumulate(ranked, axis=-1))
+    adjusted = np.empty_like(ranked)
+    np.put_along_axis(adjusted, order, ranked, axis=-1)
+    return adjusted
+
+
+def _share(out: dict, key: str, per_study: np.ndarray | None) -> None:
+    """Mean over studies and its Monte Carlo standard error (studies are independent)."""
+    if per_study is None:
+        out[key], out[f"{key}_se"] = stats.NAN, stats.NAN
+        return
+    x = np.asarray(per_study, dtype=float)
+    out[key], out[f"{key}_se"] = float(x.mean()), float(x.std(ddof=1) / math.sqrt(len(x)))

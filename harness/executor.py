@@ -1,0 +1,135 @@
+"""Where training runs: in this process, on a local Dask cluster, or on an existing one.
+
+One narrow interface for the grid and the search: `Resources` says how much to use, and
+`cluster(resources)` yields a Dask client whose workers each train with `threads` torch threads
+and keep MNIST in memory once loaded (from their own data folder). Scheduling, retrying the task
+of a worker that died, and stopping every worker when this process ends (Ctrl-C, or killed) are
+Dask's: a local cluster's workers exit once its scheduler, which lives in this process, is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from distributed import Client, KilledWorker, LocalCluster, get_worker
+
+from harness import UserError
+from harness.data import Mnist, load_mnist, resolve_data_dir
+
+__all__ = ["KilledWorker", "Resources", "WorkerLost", "cluster"]
+
+SCHEDULER_ENV = "HARNESS_SCHEDULER"
+EPOCH_TOPIC = "harness-epoch"
+
+
+class SchedulerError(UserError):
+    pass
+
+
+class WorkerLost(Exception):
+    """A task whose workers kept dying (killed, out of memory): no fault of the input."""
+
+
+def worker_lost(what: str, error: Exception) -> WorkerLost:
+    return WorkerLost(
+        f"{what}: its worker process died on every retry ({error}); perhaps out of memory. "
+        "Finished runs are kept: run the same command again to resume"
+    )
+
+
+@dataclass(frozen=True)
+class Resources:
+    """How to spread training: workers × threads on this machine, or an existing scheduler."""
+
+    workers: int = 1
+    threads: int = 1
+    scheduler: str | None = None  # tcp://HOST:8786 of a running `dask scheduler`
+    data_dir: str | None = None  # None: each worker's own $HARNESS_DATA_DIR, else ./data
+    device: str = "cpu"
+
+    @property
+    def distributed(self) -> bool:
+        return self.workers > 1 or self.scheduler is not None
+
+
+def default_threads(workers: int) -> int:
+    """The cores divided among the workers: two processes of one thread each train ≈30% more
+    per second than one of two threads on a 2-core machine (benchmarks/worker_throughput.py)."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def resolve_scheduler(arg: str | None) -> str | None:
+    """--scheduler, else $HARNESS_SCHEDULER, else None (a local cluster)."""
+    return arg or os.environ.get(SCHEDULER_ENV) or None
+
+
+def connect(scheduler: str) -> Client:
+    try:
+        return Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError) as error:
+        raise SchedulerError(
+            f"cannot reach the Dask scheduler at {scheduler} ({error}): start "
+            "`dask scheduler` there, or leave out --scheduler / $HARNESS_SCHEDULER"
+        ) from error
+
+
+def check_scheduler(resources: Resources) -> None:
+    """Fails in one line, before any training, when the given scheduler does not answer."""
+    if resources.scheduler is not None:
+        connect(resources.scheduler).close()
+
+
+@contextlib.contextmanager
+def cluster(resources: Resources) -> Iterator[Client]:
+    """A client of the given scheduler, or of a new local cluster torn down on exit."""
+    if resources.scheduler is not None:
+        with connect(resources.scheduler) as client:
+            yield client
+        return
+    with (
+        LocalCluster(
+            n_workers=resources.workers,
+            threads_per_worker=1,  # one task at a time per worker process
+            processes=True,
+            dashboard_address=":0" if importlib.util.find_spec("bokeh") else None,
+            silence_logs=logging.ERROR,
+        ) as local,
+        Client(local) as client,
+    ):
+        yield client
+
+
+def dashboard(client: Client) -> str | None:
+    with contextlib.suppress(Exception):
+        return client.dashboard_link if importlib.util.find_spec("bokeh") else None
+    return None
+
+
+def subscribe_epochs(client: Client, show: Callable[[str, int, int], None]) -> None:
+    """Calls show(what, epoch, epochs) in this process for every epoch a worker finishes."""
+    client.subscribe_topic(EPOCH_TOPIC, lambda event: show(*event[1]))
+
+
+def report_epoch(what: str, epoch: int, epochs: int) -> None:
+    """From inside a task: tells the client's progress bar (nothing outside a Dask worker)."""
+    with contextlib.suppress(ValueError):  # not on a worker: serial runs show epochs directly
+        get_worker().log_event(EPOCH_TOPIC, (what, epoch, epochs))
+
+
+def worker_mnist(data_dir: str | None, threads: int) -> Mnist:
+    """On a worker: its torch threads set, and MNIST loaded once per process and kept."""
+    torch.set_num_threads(threads)
+    key = str(resolve_data_dir(data_dir))
+    if key not in _loaded:
+        _loaded[key] = load_mnist(Path(key))
+    return _loaded[key]
+
+
+_loaded: dict[str, Mnist] = {}

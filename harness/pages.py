@@ -1,0 +1,291 @@
+"""Markdown for the index page, and the number formats every page shares.
+
+Pages only format what harness.analysis and harness.claims computed: a number printed twice is
+the same number, and a page can be read against runs.csv without knowing how it was laid out.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from harness.analysis import ABLATIONS, StudyData, used_runs
+from harness.plan import TUNED
+from harness.specs import REFERENCE
+
+PLOTS = "plots"
+SECOND_SEARCH = (
+    "A second full run of the same code found 1024/512/256, lr 1.6e-3, at 98.99% "
+    "[98.68, 99.31], paired Δ +0.43 pp [+0.12, +0.74], Holm p 0.144, where another found "
+    "Δ +0.44 pp [+0.35, +0.53]."
+)
+
+
+def plot_file(kind: str, label: str | None = None) -> str:
+    """A plot's path inside the reports folder: pages link it, report.py draws it there."""
+    return f"{PLOTS}/{kind}_{label}.png" if label else f"{PLOTS}/{kind}.png"
+
+
+def missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def pct(x: float, digits: int = 2) -> str:
+    return "n/a" if missing(x) else f"{100 * x:.{digits}f}%"
+
+
+def pp(x: float, digits: int = 2, sign: str = "+") -> str:
+    """A difference of accuracies in percentage points, signed unless sign="" (a size)."""
+    return "n/a" if missing(x) else f"{100 * x:{sign}.{digits}f} pp"
+
+
+def points(x: float, digits: int = 2) -> str:
+    """Like pp without the unit, for columns whose header names it."""
+    return "n/a" if missing(x) else f"{100 * x:+.{digits}f}"
+
+
+def interval(bounds: tuple[float, float], fmt: Any = pct) -> str:
+    low, high = bounds
+    return "n/a" if missing(low) else f"[{fmt(low)}, {fmt(high)}]"
+
+
+def pvalue(p: float) -> str:
+    return "n/a" if missing(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def number(x: float, digits: int = 3) -> str:
+    return "n/a" if missing(x) else f"{x:.{digits}f}"
+
+
+def integer(x: float | None) -> str:
+    """A count from a column that NaN (the reference's row) turned into floats."""
+    return "n/a" if missing(x) else str(int(x))
+
+
+def seeds(n: int | None, most: int = 1000) -> str:
+    """stats.seeds_needed's answer: most + 1 means more than it searched."""
+    return "n/a" if missing(n) else (f"> {most}" if n > most else str(int(n)))
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "None."
+    return tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True)
+
+
+def join(parts: list[str]) -> str:
+    return "\n\n".join(part for part in parts if part) + "\n"
+
+
+def verdict_rows(frame: pd.DataFrame, margin: float, labels: list[str] | None = None) -> list[dict]:
+    """The index's first table: what each comparison decided, and what more seeds would buy."""
+    return [
+        {
+            "variant": row.variant,
+            "n": integer(row.n_pairs),
+            "Δ vs reference [95% CI] (pp)": f"{points(row.diff)} {interval(row.diff_ci, points)}",
+            "verdict": row.verdict,
+            "smallest detectable Δ": pp(row.mde, sign=""),
+            f"seeds for ±{100 * margin:.2f} pp": seeds(row.seeds_needed),
+        }
+        for row in frame.itertuples()
+        if row.variant != REFERENCE and (labels is None or row.variant in labels)
+    ]
+
+
+def reference_line(frame: pd.DataFrame) -> str:
+    ref = frame.set_index("variant").loc[REFERENCE]
+    return (
+        f"Reference: **{pct(ref['mean'])}** {interval(ref['t_ci'])} test accuracy over "
+        f"{ref['n']} seeds (mean, 95% t interval)."
+    )
+
+
+def verdict_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
+    margin = 100 * data.plan.margin
+    ablations = frame[frame["family"] == ABLATIONS]
+    tested = int(ablations["p_difference"].notna().sum()) if "p_difference" in frame else 0
+    tuned = frame[frame["variant"] == TUNED]
+    parts = [
+        "## Verdicts",
+        reference_line(frame),
+        f"Planned ablations, each paired with the reference on the seeds both finished; Holm "
+        f"over the {tested} with a p-value; equivalence margin ±{margin:.2f} pp.",
+        table(verdict_rows(ablations, data.plan.margin)),
+        f"**better** / **worse**: the paired test rejects Δ = 0 after Holm (α = 0.05). "
+        f"**equivalent**: the TOST rejects |Δ| ≥ {margin:.2f} pp after Holm. **inconclusive**: "
+        "neither; the last column says how many seeds a paired t-test needs to find a "
+        f"{margin:.2f} pp difference 80% of the time. Smallest detectable Δ: the difference "
+        "this many seeds find 80% of the time (α = 0.05); a smaller one can hide in an "
+        "inconclusive verdict.",
+    ]
+    if len(tuned):
+        parts += [
+            "### Selected by the search",
+            table(verdict_rows(tuned, data.plan.margin)),
+            "The tuned network is its own family: it was chosen as the best of a search's "
+            "trials on validation accuracy, so its comparison is conditional on that choice, "
+            "and a second search can find a different config. " + SECOND_SEARCH,
+        ]
+        ref_sd, tuned_sd = (frame.set_index("variant").loc[k, "sd"] for k in (REFERENCE, TUNED))
+        if tuned_sd > 2 * ref_sd:
+            parts.append(
+                f"⚠ The tuned network's seed-to-seed sd ({100 * tuned_sd:.2f} pp) is more than "
+                f"twice the reference's ({100 * ref_sd:.2f} pp): one run of it says less than "
+                "one run of the reference, and a few seeds can move its mean a lot."
+            )
+    return parts
+
+
+def environment_lines(data: StudyData, frame: pd.DataFrame) -> list[str]:
+    runs = used_runs(data)
+    env = pd.DataFrame(list(runs["environment"]))
+    dates = sorted(env["timestamp"].str[:10])
+    arms = data.labels_with_runs()
+    epochs = sorted({data.plan.arms[label].config.epochs for label in arms})
+    diverged = int((runs["status"] != "ok").sum())
+    return [
+        f"- **Arms**: {len(arms)} ({', '.join(arms)}); **runs**: {len(runs)} "
+        f"({diverged} diverged), seeds {_ranges(sorted(set(runs['seed'])))}, epochs "
+        f"{', '.join(map(str, epochs))}",
+        f"- **Engine**: `{data.plan.engine}` (device and torch threads per run: "
+        f"{_unique(env, 'device')}, {_unique(env, 'threads')} thread(s))",
+        f"- **CPU**: {_unique(env, 'cpu')}; flags: {_unique(env, 'cpu_flags')}; torch kernels: "
+        f"{_unique(env, 'cpu_capability')}",
+        f"- **Math libraries**: {_unique(env, 'math_libraries')}",
+        f"- **Versions**: torch {_unique(env, 'torch')}, Python {_unique(env, 'python')}",
+        f"- **Dates**: {dates[0]} to {dates[-1]}; **git commits**: "
+        f"{_unique(env, 'git_commit', 12)}",
+    ]
+
+
+def procedure(data: StudyData, frame: pd.DataFrame) -> list[str]:
+    plan, margin = data.plan, 100 * data.plan.margin
+    if plan.design is None:
+        test = (
+            "Every ablation ran on the reference's seeds. Δ is the mean paired difference "
+            "(variant − reference, same seed) with a 95% Student-t interval; p comes from the "
+            "paired t-test."
+        )
+    else:
+        test = (
+            f"Seeds until decided, Stein's two-stage design (Stein 1945): a pilot of "
+            f"{plan.design.pilot_seeds} seeds per ablation measured the spread of the paired "
+            "differences, and from that spread alone (never the effect) each ablation's seed "
+            f"count was set, at most {plan.design.max_seeds}. Each is judged on all its seeds "
+            "by Stein's test: the mean difference over the pilot's sd, with "
+            f"{plan.design.pilot_seeds - 1} degrees of freedom, which keeps the stated error "
+            "rates although n was chosen from the data. The tuned network, not planned, is "
+            "judged by the paired t-test."
+        )
+    correlations = ", ".join(
+        f"{row.variant} {number(row.correlation, 2)}"
+        for row in frame.itertuples()
+        if row.variant != REFERENCE
+    )
+    return [
+        test,
+        "p-values are Holm-adjusted within each family (the planned ablations; the tuned "
+        f"network alone). Equivalence: two one-sided tests (TOST) against ±{margin:.2f} pp, "
+        "Holm-adjusted too. All intervals are 95%; ablations.md adds intervals over seeds and "
+        "test images together (a new test set is a new sample too) and per-image tests.",
+        "Pairing by seed: one seed draws the train/validation split, the initialization, the "
+        "data order, the dropout masks and the augmentation shifts, each from its own stream "
+        "(harness.seeding), so two arms with the same seed share every draw their difference "
+        "leaves untouched. Measured correlation of the paired test accuracies (Pearson, over "
+        f"seeds; n/a below 3 pairs): {correlations}.",
+    ]
+
+
+def flags(data: StudyData, frame: pd.DataFrame) -> list[str]:
+    notes = []
+    for row in frame.itertuples():
+        cap = data.plan.arms[row.variant].config.epochs
+        if row.best_at_cap > row.n / 2:
+            notes.append(
+                f"`{row.variant}`: best validation epoch was the last ({cap}) in "
+                f"{row.best_at_cap} of {row.n} runs: still improving at the epoch cap."
+            )
+        if row.diverged:
+            notes.append(
+                f"`{row.variant}`: {row.diverged} run(s) diverged; counted here and in runs.csv, "
+                "left out of every statistic."
+            )
+        if row.n < row.planned_seeds:
+            notes.append(f"`{row.variant}`: {row.n} of {row.planned_seeds} planned seeds finished.")
+    missing_arms = [label for label in data.labels if label not in set(frame["variant"])]
+    if missing_arms:
+        notes.append("No finished run yet: " + ", ".join(f"`{m}`" for m in missing_arms) + ".")
+    others = data.other_runs()
+    if len(others):
+        notes.append(
+            f"{len(others)} stored run(s) outside the plan's arms, "
+            f"{int((others['status'] != 'ok').sum())} of them diverged (listed below)."
+        )
+    if data.corrupt:
+        notes.append(
+            f"{data.corrupt} stored record(s) did not parse and were set aside in "
+            "runs/corrupt/; they count nowhere else."
+        )
+    return [f"- {note}" for note in notes] or ["- none"]
+
+
+def other_runs_rows(data: StudyData) -> list[dict]:
+    """Stored runs of no arm (e.g. `harness.train --set …`): shown, never averaged in."""
+    return [
+        {
+            "record": f"`{row['path']}`",
+            "label": row["label"] or "—",
+            "seed": row["seed"],
+            "engine": row["engine"],
+            "status": row["status"],
+            "divergence": row["divergence"] if row["status"] != "ok" else "—",
+            "test accuracy": pct(row.get("test_accuracy")) if row["status"] == "ok" else "—",
+        }
+        for _, row in data.other_runs().iterrows()
+    ]
+
+
+def index_page(data: StudyData, frame: pd.DataFrame, sections: list[tuple[str, str]]) -> str:
+    others = other_runs_rows(data)
+    return join(
+        [
+            "# MNIST MLP ablation study",
+            "Generated by `python -m harness.report` from the records in [data/](data/) alone: "
+            "`python -m harness.report --results-dir reports/data --out reports` rebuilds every "
+            "page, plot and runs.csv byte for byte.",
+            *verdict_section(data, frame),
+            "## What was run, on what",
+            "\n".join(environment_lines(data, frame)),
+            "## Procedure",
+            *procedure(data, frame),
+            "## Reproducibility",
+            "A record is identified by config, seed and engine (device and thread count): the "
+            "same three on the same machine give bit-identical records (tested). Another "
+            "machine (other CPU flags or math libraries) sums in another order and gives other "
+            "numbers of the same distribution: compare across machines with the intervals, not "
+            "digit by digit.",
+            "## Flags",
+            "\n".join(flags(data, frame)),
+            "## Other stored runs",
+            table(others),
+            "## Sections",
+            "\n".join(f"- [{title}]({file})" for title, file in sections),
+        ]
+    )
+
+
+def _unique(env: pd.DataFrame, key: str, width: int | None = None) -> str:
+    if key not in env:
+        return "not recorded"
+    values = {"not recorded" if missing(v) else str(v)[:width] for v in env[key]}
+    return ", ".join(sorted(values))
+
+
+def _ranges(numbers: list[int]) -> str:
+    if len(numbers) > 2 and numbers == list(range(numbers[0], numbers[-1] + 1)):
+        return f"{numbers[0]}–{numbers[-1]}"
+    return ", ".join(map(str, numbers))

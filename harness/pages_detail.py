@@ -1,0 +1,294 @@
+"""Markdown for the detail pages: ablations.md, per_digit.md, claims.md, search.md and one page
+per arm. Like harness.pages, they format numbers computed elsewhere and compute none."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis import StudyData, confused_pairs
+from harness.pages import (
+    integer,
+    interval,
+    join,
+    number,
+    pct,
+    plot_file,
+    points,
+    pp,
+    pvalue,
+    table,
+)
+from harness.plan import TUNED
+from harness.specs import REFERENCE
+from harness.stats import BCA_MIN_N
+
+
+def accuracy_rows(frame: pd.DataFrame, link: str = "variants/") -> list[dict]:
+    """The BCa column only where some arm has BCA_MIN_N seeds: below, it is left out."""
+    with_bca = bool((frame["n"] >= BCA_MIN_N).any())
+    rows = []
+    for row in frame.itertuples():
+        cells: dict[str, Any] = {
+            "variant": f"[{row.variant}]({link}{row.variant}.md)",
+            "n": row.n,
+            "params": f"{row.parameters:,}",
+            "test accuracy (mean ± sd)": f"{pct(row.mean)} ± {pp(row.sd, sign='')}",
+            "95% CI (t)": interval(row.t_ci),
+        }
+        if with_bca:
+            cells["95% CI (BCa)"] = interval(row.bca_ci)
+        cells["95% CI (seeds and test images)"] = interval(row.images_ci)
+        rows.append(cells)
+    return rows
+
+
+def comparison_rows(frame: pd.DataFrame, labels: list[str] | None = None) -> list[dict]:
+    return [
+        {
+            "variant": row.variant,
+            "pairs": integer(row.n_pairs),
+            "Δ (pp)": points(row.diff),
+            "Δ 95% CI": interval(row.diff_ci, points),
+            "Δ 95% CI (seeds and images)": interval(row.diff_images_ci, points),
+            "p": pvalue(row.p_difference),
+            "p (Holm)": pvalue(row.p_difference_holm),
+            "TOST p (Holm)": pvalue(row.p_equivalence_holm),
+            "Wilcoxon p (exact)": pvalue(row.p_wilcoxon),
+            "Hedges g_z": number(row.g_z, 2),
+            "r": number(row.correlation, 2),
+            "McNemar p < 0.05": f"{integer(row.mcnemar_significant)} of {integer(row.n_pairs)}",
+            "verdict": row.verdict,
+        }
+        for row in frame.itertuples()
+        if row.variant != REFERENCE and (labels is None or row.variant in labels)
+    ]
+
+
+def detail_rows(frame: pd.DataFrame) -> list[dict]:
+    return [
+        {
+            "variant": row.variant,
+            "test loss": number(row.test_loss, 4),
+            "best val acc": pct(row.best_val),
+            "best epoch (mean)": number(row.best_epoch, 1),
+            "best at the cap": f"{row.best_at_cap} of {row.n}",
+            "first lr cut": _cuts(row.first_lr_cut),
+            "train − val gap": pp(row.gap),
+            "s / epoch": number(row.seconds_per_epoch, 2),
+            "diverged": row.diverged,
+        }
+        for row in frame.itertuples()
+    ]
+
+
+def ablations_page(frame: pd.DataFrame, margin: float) -> str:
+    labels = list(frame["variant"])
+    return join(
+        [
+            "# Ablations",
+            "## Accuracy",
+            "Test accuracy over seeds. 95% CI (t): Student t over seeds. 95% CI (BCa): "
+            f"bootstrap, shown only from {BCA_MIN_N} seeds, below which it covers less often "
+            "than it claims. Over seeds and test images: a variance-components interval that "
+            "also counts the 10,000 test images as a sample (a new test set moves the number).",
+            table(accuracy_rows(frame)),
+            "## Paired comparison with the reference",
+            "Δ = variant − reference on the same seeds, sorted by Δ. p: paired t (Stein's test "
+            f"under a two-stage design); Holm within the family; TOST against ±{100 * margin:.2f}"
+            " pp; Wilcoxon signed-rank, exact, on counts of correct images (from 5 pairs); "
+            "Hedges g_z: the bias-corrected mean difference in sd of the differences; r: "
+            "correlation of the paired accuracies; McNemar: the seed pairs whose runs differ "
+            "image by image at p < 0.05.",
+            table(comparison_rows(frame)),
+            f"![Paired differences with the ±{100 * margin:.2f} pp margin]({plot_file('forest')})",
+            "## Training details (means over seeds)",
+            "Train − val gap: training accuracy (running, in train mode) minus validation "
+            "accuracy at the best epoch. First lr cut: the epoch after which the plateau "
+            "scheduler first halved the learning rate.",
+            table(detail_rows(frame)),
+            f"![Training curves]({plot_file('curves', 'all')})",
+            "\n".join(f"![{label}]({plot_file('curves', label)})" for label in labels),
+        ]
+    )
+
+
+def per_digit_rows(digits: pd.DataFrame) -> list[dict]:
+    rows = []
+    for row in digits.to_dict("records"):
+        cells = {"digit": row["digit"], "accuracy": pct(row["mean"]), "95% CI": interval(row["ci"])}
+        if "diff" in row:
+            cells["Δ vs ref"] = pp(row["diff"])
+            cells["Δ 95% CI"] = interval(row["diff_ci"], points)
+        rows.append(cells)
+    return rows
+
+
+def confused_rows(confusion: np.ndarray, runs: int, top: int = 5) -> list[dict]:
+    return [
+        {
+            "true → predicted": f"{pair['true']} → {pair['predicted']}",
+            f"count (summed over {runs} runs)": pair["count"],
+            "mean per run": number(pair["count"] / runs, 1),
+            "share of the digit's errors": pct(pair["share"], 1),
+        }
+        for pair in confused_pairs(confusion, top)
+    ]
+
+
+def per_digit_page(
+    digits: dict[str, pd.DataFrame], confusions: dict[str, np.ndarray], runs: dict[str, int]
+) -> str:
+    """digits and confusions: per arm, analysis.per_digit_table and analysis.summed_confusion."""
+    parts = [
+        "# Per-digit breakdown",
+        "Each digit's test accuracy, mean over seeds with a 95% Student-t interval, and its "
+        "paired difference against the reference on the same seeds.",
+    ]
+    for label, table_ in digits.items():
+        means = table_["mean"]
+        easiest, hardest = int(means.idxmax()), int(means.idxmin())
+        parts += [
+            f"## {label}",
+            f"Easiest digit: **{easiest}** ({pct(means[easiest])}); hardest: "
+            f"**{hardest}** ({pct(means[hardest])}).",
+            table(per_digit_rows(table_)),
+            "Most-confused pairs:",
+            table(confused_rows(confusions[label], runs[label])),
+            f"![Per-digit accuracy of {label}]({plot_file('per_digit', label)})",
+        ]
+    return join(parts)
+
+
+def claims_page(rows: list[dict[str, str]], runs: int) -> str:
+    return join(
+        [
+            "# The write-up's claims, checked",
+            f"Against the reference's {runs} finished seeds. The write-up reports single runs, "
+            "so a claimed value holds (✅) when it lies in the 95% prediction interval for one "
+            "new run, mean ± t·sd·√(1 + 1/n), not in the narrower interval of the mean. "
+            "**tie**: the claim rests on how a tie in the counts is broken.",
+            table(rows) if rows else "No finished reference runs.",
+            f"![Reference confusion matrix]({plot_file('confusion', REFERENCE)})",
+        ]
+    )
+
+
+def search_page(data: StudyData, frame: pd.DataFrame) -> str:
+    search = data.search
+    reference = data.plan.reference.config.to_dict()
+    tuned = search["config"]
+    counts = search["counts"]
+    importances = search.get("importances")
+    seconds = search.get("wall_seconds")
+    return join(
+        [
+            "# Hyperparameter search",
+            f"Optuna study `{search['study']}` (storage `{search['storage']}`), TPE sampler; a "
+            "successive-halving pruner lets a trial go on past epochs 1, 3 and 9 only if its "
+            "validation accuracy is in the best third of the trials that reached that epoch. "
+            "The first trial is the reference. The objective is one run's best validation "
+            "accuracy (seed 0); the test set is not read.",
+            f"Trials: {counts.get('complete', 0)} complete, {counts.get('pruned', 0)} pruned, "
+            f"{counts.get('fail', 0)} failed. Best validation accuracy "
+            f"**{pct(search['best_value'])}** (trial {search['best_trial']}). From the first "
+            "trial's start to the last one's end: "
+            + ("not recorded." if seconds is None else f"{seconds / 60:.1f} min."),
+            "## Tuned vs reference on the test set",
+            "The best config re-trained over the seeds below, paired with the reference on the "
+            "same seeds; its own family for Holm. The comparison is conditional on the search's "
+            "choice: another search can pick another config.",
+            table(accuracy_rows(frame[frame["variant"].isin([REFERENCE, TUNED])])),
+            table(comparison_rows(frame, [TUNED])),
+            "## Best config beside the reference",
+            table(
+                [
+                    {"parameter": k, "reference": _short(reference[k]), "tuned": _short(v)}
+                    for k, v in tuned.items()
+                ]
+            ),
+            "## Search space",
+            table(
+                [{"parameter": k, "distribution": v} for k, v in sorted(search["space"].items())]
+            ),
+            "## Parameter importances (PED-ANOVA)",
+            "Too few complete trials for importances."
+            if importances is None
+            else table([{"parameter": k, "importance": number(v)} for k, v in importances.items()]),
+            f"![Optimization history]({plot_file('search_history')})",
+        ]
+    )
+
+
+def variant_page(
+    data: StudyData,
+    frame: pd.DataFrame,
+    label: str,
+    layers: list[dict[str, Any]],
+    digits: pd.DataFrame | None,
+) -> str:
+    """layers: analysis.architecture; digits: analysis.per_digit_table (None: no finished run)."""
+    arm, runs = data.plan.arms[label], data.runs(label)
+    reference = data.plan.reference.config.to_dict()
+    changes = {k: v for k, v in arm.config.to_dict().items() if reference[k] != v}
+    layer_rows = [
+        {
+            "layer": layer["layer"],
+            "width": layer["width"] or "",
+            "detail": layer["detail"],
+            "parameters": f"{layer['parameters']:,}",
+        }
+        for layer in layers
+    ]
+    per_run = [
+        {
+            "seed": run["seed"],
+            "status": run["status"],
+            "test acc": pct(run["test_accuracy"]) if run["status"] == "ok" else "—",
+            "best epoch": integer(run["best_epoch"]) if run["status"] == "ok" else "—",
+            "divergence": "—"
+            if run["status"] == "ok"
+            else f"epoch {integer(run['diverged_epoch'])}: {run['divergence']}",
+        }
+        for _, run in runs.iterrows()
+    ]
+    parts = [
+        f"# {label}",
+        arm.description,
+        "Changes from the reference: "
+        + (", ".join(f"`{k} = {json.dumps(v)}`" for k, v in changes.items()) or "none"),
+        f"Config hash `{arm.config.hash()}`, planned seeds {len(arm.seeds)}.",
+        "## Architecture",
+        table(layer_rows),
+        f"![Architecture of {label}](../{plot_file('architecture', label)})",
+    ]
+    if digits is not None and label != REFERENCE:
+        parts += ["## Paired comparison with the reference", table(comparison_rows(frame, [label]))]
+    parts += ["## Runs", table(per_run)]
+    if digits is not None:
+        parts += [
+            "## Per digit",
+            table(per_digit_rows(digits)),
+            f"![Training curves of {label}](../{plot_file('curves', label)})",
+            f"![Per-digit accuracy of {label}](../{plot_file('per_digit', label)})",
+        ]
+    return join(parts)
+
+
+def _cuts(cuts: list[int]) -> str:
+    if not cuts:
+        return "none"
+    epochs = str(min(cuts)) if min(cuts) == max(cuts) else f"{min(cuts)}–{max(cuts)}"
+    return f"after epoch {epochs} ({len(cuts)} run(s))"
+
+
+def _short(value: Any) -> str:
+    """A config value for a table: floats to four significant digits."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    return json.dumps(value)

@@ -1,0 +1,166 @@
+"""Figures of numbers computed in harness.analysis: each *_figure draws, save writes the PNG.
+
+PNG carries no software tag and a fixed dpi, so the same numbers give byte-identical files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+PNG = {"metadata": {"Software": None}, "dpi": 110}
+LR_CUT_LABEL = "learning-rate cut after this epoch (one row per seed)"
+MARGIN_LABEL = "±margin: equivalent"
+LAYER_COLORS = {"Linear": "#9ecae1", "BatchNorm1d": "#fdd0a2", "Dropout": "#d9d9d9"}
+
+
+def save(fig: Figure, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, **PNG)
+    plt.close(fig)
+
+
+def curves_figure(series: list[dict[str, Any]], band: bool) -> Figure:
+    """series: per arm its label, n, analysis.curve_bands of val_accuracy ("val") and
+    train_loss ("loss"), and "cuts": per run, analysis.lr_cuts of its history."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for i, arm in enumerate(series):
+        color = f"C{i % 10}"
+        for ax, key, scale in ((axes[0], "val", 100), (axes[1], "loss", 1)):
+            curve = arm[key]
+            label = f"{arm['label']} (n={arm['n']})"
+            ax.plot(curve["epoch"], scale * curve["mean"], ".-", color=color, label=label)
+            if band and arm["n"] > 1:
+                low, high = scale * curve["low"], scale * curve["high"]
+                ax.fill_between(curve["epoch"], low, high, color=color, alpha=0.25)
+        if band:
+            # a strip along the bottom fifth of the axes, one row per seed
+            step = 0.17 / max(1, len(arm["cuts"]) - 1)
+            xs = [epoch for epochs in arm["cuts"] for epoch in epochs]
+            ys = [0.03 + step * row for row, epochs in enumerate(arm["cuts"]) for _ in epochs]
+            axes[0].plot(
+                xs,
+                ys,
+                "|",
+                markersize=5,
+                color=color,
+                transform=axes[0].get_xaxis_transform(),
+                label=LR_CUT_LABEL,
+            )
+    axes[0].set(xlabel="epoch", ylabel="validation accuracy (%)", title="Validation accuracy")
+    axes[1].set(xlabel="epoch", ylabel="training loss", title="Training loss", yscale="log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("mean over seeds" + (" with 95% CI band" if band else ""))
+    fig.tight_layout()
+    return fig
+
+
+def per_digit_figure(label: str, digits: pd.DataFrame, n: int) -> Figure:
+    """digits: analysis.per_digit_table."""
+    means = 100 * digits["mean"].to_numpy()
+    bounds = 100 * np.array(list(digits["ci"]))
+    errors = np.array([means - bounds[:, 0], bounds[:, 1] - means])
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(range(10), means, yerr=None if np.isnan(errors).any() else errors, capsize=3)
+    ax.set(
+        xticks=range(10),
+        xlabel="digit",
+        ylabel="test accuracy (%)",
+        ylim=(max(0, means.min() - 3), 100),
+        title=f"{label}: per-digit accuracy (mean, 95% CI, n={n})",
+    )
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(confusion: np.ndarray, runs: int, label: str) -> Figure:
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    ax.imshow(np.log1p(confusion), cmap="Blues")
+    for t in range(10):
+        for p in range(10):
+            color = "white" if t == p else "black"
+            ax.text(p, t, str(confusion[t, p]), ha="center", va="center", fontsize=7, color=color)
+    ax.set(
+        xticks=range(10),
+        yticks=range(10),
+        xlabel="predicted",
+        ylabel="true",
+        title=f"{label}: test confusion matrix, summed over {runs} runs",
+    )
+    fig.tight_layout()
+    return fig
+
+
+def forest_figure(rows: pd.DataFrame, margin: float) -> Figure:
+    """rows: comparison_table's rows to draw (variant, family, diff, diff_ci, verdict), top to
+    bottom; the shaded band is ±margin, where a difference counts as none."""
+    fig, ax = plt.subplots(figsize=(7.5, 0.5 * max(len(rows), 1) + 1.4))
+    ax.axvspan(-100 * margin, 100 * margin, color="tab:green", alpha=0.15, label=MARGIN_LABEL)
+    ax.axvline(0, color="gray", linestyle="--", linewidth=1)
+    for y, row in enumerate(rows.itertuples()):
+        if y and row.family != rows["family"].iloc[y - 1]:
+            ax.axhline(y - 0.5, color="gray", linestyle=":", linewidth=1)  # Holm families apart
+        low, high = row.diff_ci
+        ax.plot([100 * low, 100 * high], [y, y], color="tab:blue")
+        ax.plot(100 * row.diff, y, "o", color="tab:blue")
+        ax.annotate(
+            row.verdict, (1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize=8
+        )
+    ax.set(
+        yticks=range(len(rows)),
+        yticklabels=list(rows["variant"]),
+        xlabel="paired difference in test accuracy vs reference (pp)",
+        title=f"variant − reference, mean and 95% CI; shaded: ±{100 * margin:.2f} pp, equivalent",
+    )
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
+def search_history_figure(trials: list[dict[str, Any]]) -> Figure:
+    """trials: the search summary's, each with number, state and value."""
+    complete = [t for t in trials if t["state"] == "complete"]
+    numbers = [t["number"] for t in complete]
+    values = np.array([100 * t["value"] for t in complete])
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(numbers, values, "o", label="complete trial")
+    if len(values):
+        ax.step(numbers, np.maximum.accumulate(values), where="post", label="best so far")
+        ax.set_ylim(max(values.min(), 90), 100)
+    ax.set(xlabel="trial", ylabel="best validation accuracy (%)", title="Optimization history")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def architecture_figure(label: str, layers: list[dict[str, Any]]) -> Figure:
+    """layers: analysis.architecture, drawn left to right, box height growing with width."""
+    widest = max(layer["width"] or 0 for layer in layers)
+    fig, ax = plt.subplots(figsize=(0.95 * len(layers) + 0.5, 3.2))
+    for i, layer in enumerate(layers):
+        height = 0.3 + 0.6 * (layer["width"] or 0) / widest
+        color = LAYER_COLORS.get(layer["layer"], "white")
+        ax.add_patch(
+            Rectangle((i + 0.06, -height / 2), 0.88, height, facecolor=color, edgecolor="black")
+        )
+        lines = [layer["layer"].replace("1d", ""), layer["detail"]]
+        if layer["parameters"]:
+            lines.append(f"{layer['parameters']:,} p.")
+        text = "\n".join(line for line in lines if line)
+        ax.text(i + 0.5, 0, text, ha="center", va="center", fontsize=6.5)
+        if i:
+            ax.annotate("", (i + 0.06, 0), (i - 0.06, 0), arrowprops={"arrowstyle": "->"})
+    total = sum(layer["parameters"] for layer in layers)
+    ax.set(xlim=(0, len(layers)), ylim=(-0.5, 0.5), title=f"{label}: {total:,} parameters")
+    ax.axis("off")
+    fig.tight_layout()
+    return fig

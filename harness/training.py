@@ -1,0 +1,266 @@
+"""Trains one (config, seed) on in-memory tensors and evaluates the test set once.
+
+One seed fixes everything random: the train/validation split, the initialization, the data
+order, the dropout masks and the augmentation, each from its own stream (harness.seeding).
+Variants of the reference trained with the same seed share every stream their change leaves
+untouched, so their differences can be compared pair by pair.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness import UserError
+from harness.config import Config
+from harness.data import Mnist, Split, random_shifts, split
+from harness.model import NUM_CLASSES, build_model, parameter_count
+from harness.seeding import generator, stream_seed
+from harness.store import environment
+
+EVAL_BATCH = 10_000
+CPU = torch.device("cpu")
+
+EpochCallback = Callable[[dict[str, Any]], None]
+
+CHANCE = 1 / NUM_CLASSES
+EXPLOSION_FACTOR = 10.0
+DIVERGENCE_RULE = (
+    "diverged: a non-finite training loss, or after any epoch a validation accuracy below "
+    f"{1.5 * CHANCE:.0%} (chance is {CHANCE:.0%}) or a training loss above "
+    f"{EXPLOSION_FACTOR:g}x the first epoch's"
+)
+
+
+@dataclass
+class FitResult:
+    model: nn.Module  # holding the weights of the best validation epoch
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_val_accuracy: float = -1.0
+    diverged_epoch: int | None = None
+    divergence: str | None = None  # which part of DIVERGENCE_RULE fired
+
+
+def engine(device: torch.device, threads: int, stacked: bool = False) -> str:
+    """What, besides config and seed, fixes a run's numbers: floating-point sums are ordered
+    differently on another device, with another thread count or in a stacked model. Part of
+    the run's identity in the store, so runs of different engines never replace each other."""
+    name = device.type if device.type != "cpu" else f"cpu{threads}t"
+    return f"{name}-stacked" if stacked else name
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here")
+    return torch.device(name)
+
+
+def fit(
+    config: Config,
+    seed: int,
+    data: Split,
+    device: torch.device = CPU,
+    on_epoch: EpochCallback | None = None,
+) -> FitResult:
+    """Trains on data's train part, choosing the best epoch by validation accuracy.
+
+    A run that meets DIVERGENCE_RULE stops there (it is recorded as diverged, not raised).
+    on_epoch sees each epoch's record; an exception it raises (a pruned trial) ends the run.
+    """
+    torch.manual_seed(stream_seed(seed, "init"))
+    model = build_model(config).to(device)
+    torch.manual_seed(stream_seed(seed, "dropout"))  # nn.Dropout draws from the global stream
+    data_order, augmentation = generator(seed, "order"), generator(seed, "shift")
+    optimizer = make_optimizer(model, config)
+    scheduler = None
+    if config.scheduler == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="max",
+            factor=config.scheduler_factor,
+            patience=config.scheduler_patience,
+        )
+    images, labels = data.train_images.to(device), data.train_labels.to(device)
+    val_images, val_labels = data.val_images.to(device), data.val_labels.to(device)
+    result = FitResult(model)
+    best_state = None
+
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        order = torch.randperm(len(images), generator=data_order).to(device)
+        epoch_images = images
+        if config.shift > 0:
+            epoch_images = random_shifts(images, config.shift, augmentation)
+        train_loss, train_accuracy = train_epoch(
+            model, optimizer, epoch_images, labels, order, config.batch_size
+        )
+        val_loss, val_accuracy = math.nan, math.nan
+        if math.isfinite(train_loss):
+            val_loss, val_predictions = evaluate(model, val_images, val_labels)
+            val_accuracy = (val_predictions == val_labels).double().mean().item()
+        first_loss = result.history[0]["train_loss"] if result.history else train_loss
+        result.divergence = divergence(train_loss, val_accuracy, first_loss)
+        if result.divergence is not None:
+            result.diverged_epoch = epoch
+            break
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_accuracy": train_accuracy,
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - started,
+        }
+        result.history.append(record)
+        if val_accuracy > result.best_val_accuracy:
+            result.best_val_accuracy, result.best_epoch = val_accuracy, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        if scheduler is not None:
+            scheduler.step(val_accuracy)
+        if on_epoch is not None:
+            on_epoch(record)
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return result
+
+
+def divergence(train_loss: float, val_accuracy: float, first_train_loss: float) -> str | None:
+    """Which part of DIVERGENCE_RULE an epoch meets, if any: a run that exploded without
+    overflowing (lr=10 ends near chance with a finite loss) is no result to average."""
+    if not math.isfinite(train_loss):
+        return "non-finite training loss"
+    if val_accuracy < 1.5 * CHANCE:
+        return f"validation accuracy {val_accuracy:.1%}, near chance"
+    if train_loss > EXPLOSION_FACTOR * first_train_loss:
+        return f"training loss {train_loss:.3g}, over {EXPLOSION_FACTOR:g}x the first epoch's"
+    return None
+
+
+def make_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
+    """Adam with coupled L2 weight decay; fused: one kernel per step instead of one per tensor."""
+    return torch.optim.Adam(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
+    )
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    order: torch.Tensor,
+    batch_size: int,
+) -> tuple[float, float]:
+    """One pass in the given order; returns the mean training loss and running accuracy.
+
+    Batches are gathered from the in-memory tensors with index_select (no Dataset, no copies
+    of the whole set); loss and accuracy accumulate on the device and are read once.
+    """
+    model.train()
+    loss_sum = torch.zeros((), device=images.device)
+    correct = torch.zeros((), dtype=torch.long, device=images.device)
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        x, y = images.index_select(0, batch), labels.index_select(0, batch)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum.add_(loss.detach(), alpha=len(batch))
+        correct += (logits.argmax(1) == y).sum()
+    return loss_sum.item() / len(order), correct.item() / len(order)
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, Any]:
+    """Mean cross-entropy and the predicted digits, in eval mode (BatchNorm's running stats)."""
+    model.eval()
+    loss_sum, predictions = 0.0, []
+    with torch.inference_mode():
+        for start in range(0, len(images), EVAL_BATCH):
+            logits = model(images[start : start + EVAL_BATCH])
+            y = labels[start : start + EVAL_BATCH]
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            predictions.append(logits.argmax(1))
+    return loss_sum / len(images), torch.cat(predictions)
+
+
+def test_metrics(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    """Accuracy, loss, per-digit accuracy and the confusion matrix (rows: true digit)."""
+    loss, predictions = evaluate(model, images, labels)
+    confusion = (
+        torch.bincount(labels * NUM_CLASSES + predictions, minlength=NUM_CLASSES**2)
+        .reshape(NUM_CLASSES, NUM_CLASSES)
+        .cpu()
+    )
+    per_digit = confusion.diag().double() / confusion.sum(1).double()
+    return {
+        "test_accuracy": confusion.diag().sum().item() / len(labels),
+        "test_loss": loss,
+        "per_digit_accuracy": per_digit.tolist(),
+        "confusion_matrix": confusion.tolist(),
+        # one character per test image, and the images it got wrong: every test-set number,
+        # per image too (McNemar, the test set's own sampling noise), recomputes from these
+        "test_predictions": "".join(map(str, predictions.tolist())),
+        "test_misclassified": (predictions != labels).nonzero().squeeze(1).tolist(),
+    }
+
+
+def run(
+    config: Config,
+    seed: int,
+    mnist: Mnist,
+    label: str = "",
+    device: torch.device = CPU,
+    on_epoch: EpochCallback | None = None,
+) -> dict[str, Any]:
+    """One complete run as a storable record: fit, then the single test evaluation."""
+    started = time.perf_counter()
+    result = fit(config, seed, split(mnist, config.val_size, seed), device, on_epoch)
+    record: dict[str, Any] = {
+        "label": label,
+        "config_hash": config.hash(),
+        "seed": seed,
+        "engine": engine(device, torch.get_num_threads()),
+        "config": config.to_dict(),
+        "status": "ok" if result.diverged_epoch is None else "diverged",
+        "diverged_epoch": result.diverged_epoch,
+        "divergence": result.divergence,
+        "divergence_rule": DIVERGENCE_RULE,
+        "history": result.history,
+        "parameters": parameter_count(result.model),
+        "environment": environment(device),
+    }
+    if result.diverged_epoch is None:
+        best = result.history[result.best_epoch - 1]
+        test = test_metrics(
+            result.model, mnist.test_images.to(device), mnist.test_labels.to(device)
+        )
+        record["per_digit_accuracy"] = test.pop("per_digit_accuracy")
+        record["confusion_matrix"] = test.pop("confusion_matrix")
+        record["test_predictions"] = test.pop("test_predictions")
+        record["test_misclassified"] = test.pop("test_misclassified")
+        record["metrics"] = {
+            **test,
+            "best_val_accuracy": result.best_val_accuracy,
+            "best_epoch": result.best_epoch,
+            "train_accuracy_at_best": best["train_accuracy"],
+            "train_val_gap": best["train_accuracy"] - best["val_accuracy"],
+        }
+    seconds = [epoch["seconds"] for epoch in result.history]
+    record["seconds_per_epoch"] = sum(seconds) / len(seconds) if seconds else None
+    record["total_seconds"] = time.perf_counter() - started
+    return record

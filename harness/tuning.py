@@ -1,0 +1,377 @@
+"""Optuna search over the MLP family on validation accuracy; the winner re-trained across seeds.
+
+    python -m harness.search --trials 40
+    python -m harness.search --storage postgresql://user@127.0.0.1/optuna --retrain-seeds 0
+
+The objective is one training run's best validation accuracy; the test set is never read
+during the search. Each epoch's validation accuracy feeds the pruner. The same command
+continues the same study until it holds --trials finished (complete or pruned) trials; several
+processes (or Dask workers) given the same --storage and --study share the work (see README).
+Afterwards the best config is re-trained with --retrain-seeds seeds through the normal trainer
+as the arm "tuned", which the reports compare with the reference like any ablation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy.exc
+from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+from tqdm import tqdm
+
+from harness import UserError
+from harness.config import Config
+from harness.data import Split, load_mnist, resolve_data_dir, split
+from harness.executor import KilledWorker, Resources, cluster, worker_lost, worker_mnist
+from harness.grid import check_before_training
+from harness.plan import SEARCH_SUMMARY_FILE
+from harness.store import RunStore
+from harness.training import fit, resolve_device
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+DEFAULT_STUDY = "mlp"
+DEFAULT_EPOCH_CAP = 12
+
+
+def suggest_config(trial: optuna.Trial, base: Config, epoch_cap: int) -> Config:
+    """The search space: the MLP family around the reference, three hidden layers."""
+    width = trial.suggest_categorical("width", [512, 768, 1024])  # halved layer by layer
+    weight_decay = 0.0
+    if trial.suggest_categorical("use_weight_decay", [True, False]):
+        weight_decay = trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True)
+    return dataclasses.replace(
+        base,
+        hidden_widths=(width, width // 2, width // 4),
+        batchnorm=trial.suggest_categorical("batchnorm", [True, False]),
+        dropout=(
+            trial.suggest_float("dropout_1", 0.0, 0.5),
+            trial.suggest_float("dropout_2", 0.0, 0.5),
+            trial.suggest_float("dropout_3", 0.0, 0.3),
+        ),
+        lr=trial.suggest_float("lr", 3e-4, 5e-3, log=True),
+        weight_decay=weight_decay,
+        batch_size=trial.suggest_categorical("batch_size", [128, 256, 512]),
+        scheduler_factor=trial.suggest_float("scheduler_factor", 0.1, 0.7),
+        scheduler_patience=trial.suggest_int("scheduler_patience", 0, 3),
+        epochs=trial.suggest_int("epochs", min(8, epoch_cap), epoch_cap),
+        shift=trial.suggest_int("shift", 0, 2),
+    )
+
+
+def reference_params(reference: Config, epoch_cap: int) -> dict[str, Any]:
+    """The reference in the search space's terms: a new study's first trial, so that the
+    search starts from the known baseline and can only improve on it."""
+    return {
+        "width": reference.hidden_widths[0],
+        "use_weight_decay": reference.weight_decay > 0,
+        "weight_decay": reference.weight_decay,
+        "batchnorm": reference.batchnorm,
+        **{f"dropout_{i}": rate for i, rate in enumerate(reference.dropout, start=1)},
+        "lr": reference.lr,
+        "batch_size": reference.batch_size,
+        "scheduler_factor": reference.scheduler_factor,
+        "scheduler_patience": reference.scheduler_patience,
+        "epochs": min(reference.epochs, epoch_cap),
+        "shift": reference.shift,
+    }
+
+
+def objective(
+    trial: optuna.Trial,
+    data: Split,
+    base: Config,
+    epoch_cap: int,
+    seed: int,
+    device: Any,
+    bar: tqdm | None = None,
+) -> float:
+    config = suggest_config(trial, base, epoch_cap)
+
+    def report_epoch(epoch: dict[str, Any]) -> None:
+        if bar is not None:
+            bar.set_postfix_str(
+                f"search trial {trial.number}, epoch {epoch['epoch']}/{config.epochs}"
+            )
+        trial.report(epoch["val_accuracy"], epoch["epoch"])
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch['epoch']}")
+
+    result = fit(config, seed, data, device, on_epoch=report_epoch)
+    if result.diverged_epoch is not None:
+        trial.set_user_attr("failure", f"diverged at epoch {result.diverged_epoch}")
+        raise optuna.TrialPruned(f"diverged at epoch {result.diverged_epoch}")
+    trial.set_user_attr("best_epoch", result.best_epoch)
+    trial.set_user_attr("config", config.to_dict())
+    return result.best_val_accuracy
+
+
+class StorageError(UserError):
+    pass
+
+
+def open_study(name: str, storage: str, seed: int | None) -> optuna.Study:
+    """seed=None: the sampler draws fresh randomness (processes sharing a storage must not all
+    propose the same first trials). constant_liar keeps parallel workers apart."""
+    try:
+        return _create_study(name, storage, seed)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as error:
+        cause = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise StorageError(
+            f"cannot open the Optuna storage {_redacted(storage)}: {cause}"
+        ) from error
+
+
+def _create_study(name: str, storage: str, seed: int | None) -> optuna.Study:
+    return optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True),
+        # at epochs 1, 3 and 9, a trial goes on only if it is in the best third of the trials
+        # that reached that epoch: most of the budget goes to the most promising trials
+        pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
+    )
+
+
+def start_from_reference(study: optuna.Study, base: Config, epoch_cap: int) -> None:
+    """A new study's first trial is the reference, so that the search can only improve on it."""
+    if not study.trials:
+        study.enqueue_trial(reference_params(base, epoch_cap))
+
+
+def finished_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def optimize(
+    study: optuna.Study,
+    data: Split,
+    base: Config,
+    trials: int,
+    epoch_cap: int,
+    seed: int,
+    device: Any = "cpu",
+    timeout: float | None = None,
+    bar: tqdm | None = None,
+) -> None:
+    """Runs trials until the study holds `trials` finished ones (or the timeout passes).
+
+    The bar advances by one per finished trial and shows the best value so far.
+    """
+    remaining = trials - finished_count(study)
+    if remaining <= 0:
+        return
+    start_from_reference(study, base, epoch_cap)
+    seen = finished_count(study)
+
+    def show(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        nonlocal seen
+        now = finished_count(study)
+        if bar is not None:
+            bar.update(now - seen)
+            best = _best_value(study)
+            bar.set_postfix_str(
+                f"search trial {trial.number}, best val acc "
+                + ("n/a" if best is None else f"{100 * best:.2f}%")
+            )
+        seen = now
+
+    study.optimize(
+        lambda trial: objective(trial, data, base, epoch_cap, seed, device, bar),
+        n_trials=remaining,
+        timeout=timeout,
+        catch=(),
+        callbacks=[optuna.study.MaxTrialsCallback(trials, states=FINISHED), show],
+    )
+
+
+def _best_value(study: optuna.Study) -> float | None:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return max(t.value for t in complete) if complete else None
+
+
+def summarize(study: optuna.Study, storage: str) -> dict[str, Any]:
+    """Everything the report needs, so that reports never need the study's database."""
+    best = study.best_trial
+    trials = study.get_trials(deepcopy=False)
+    ended = [t.datetime_complete for t in trials if t.datetime_complete is not None]
+    started = [t.datetime_start for t in trials if t.datetime_start is not None]
+    return {
+        "study": study.study_name,
+        # first trial's start to last trial's end: the search's wall time, if run in one go
+        "wall_seconds": (max(ended) - min(started)).total_seconds() if ended else None,
+        "storage": _redacted(storage),
+        "config": best.user_attrs["config"],
+        "best_trial": best.number,
+        "best_value": best.value,
+        "best_params": best.params,
+        "counts": {
+            state.name.lower(): sum(t.state == state for t in trials) for state in TrialState
+        },
+        "importances": importances(study),
+        "space": {name: repr(dist) for t in trials for name, dist in t.distributions.items()},
+        "trials": [
+            {
+                "number": t.number,
+                "state": t.state.name.lower(),
+                "value": t.value,
+                "failure": t.user_attrs.get("failure"),
+            }
+            for t in trials
+        ],
+    }
+
+
+def importances(study: optuna.Study) -> dict[str, float] | None:
+    """PED-ANOVA importances (no scikit-learn needed); None when the study has too few complete
+    trials for them (Optuna's own condition), any other failure is raised."""
+    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < 2:
+        return None
+    return optuna.importance.get_param_importances(
+        study, evaluator=optuna.importance.PedAnovaImportanceEvaluator()
+    )
+
+
+def _redacted(storage: str) -> str:
+    try:
+        return make_url(storage).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return "(an unparsable URL)"
+
+
+# ---------------------------------------------------------------- running a search
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    study: str = DEFAULT_STUDY
+    storage: str | None = None  # None: SQLite in the results folder
+    trials: int = 40
+    epoch_cap: int = DEFAULT_EPOCH_CAP
+    seed: int = 0  # the trials' training seed, and the sampler's in a serial search
+    timeout: float | None = None
+
+    def storage_url(self, results_dir: Path) -> str:
+        # relative to the working directory, as --results-dir is
+        return self.storage or f"sqlite:///{Path(results_dir) / 'search.db'}"
+
+    def sampler_seed(self, worker: int = 0) -> int | None:
+        """A shared storage gets unseeded samplers (see open_study); each local worker its own
+        seed, else their first, random trials would be the same."""
+        return None if self.storage else self.seed + worker
+
+
+def run_search(
+    settings: SearchSettings,
+    results_dir: Path,
+    resources: Resources,
+    base: Config,
+    bar: tqdm | None = None,
+) -> dict[str, Any]:
+    """Searches until the study holds settings.trials finished trials and saves its summary,
+    which names the tuned config. A rerun of a finished search starts no worker."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a Ctrl-C'd trial is no traceback
+    if resources.scheduler and not settings.storage:
+        raise UserError(
+            "a search on a Dask cluster needs --storage postgresql://… that every worker can "
+            "reach (the default SQLite file lives on this machine only)"
+        )
+    check_before_training(RunStore(results_dir), resources)
+    storage = settings.storage_url(results_dir)
+    study = open_study(settings.study, storage, settings.sampler_seed())
+    finished = finished_count(study)
+    if finished < settings.trials:
+        own = bar is None
+        bar = bar or tqdm(total=settings.trials, initial=finished, desc="search", unit="trial")
+        try:
+            if resources.distributed:
+                _optimize_on_cluster(study, storage, settings, resources, base, bar)
+            else:
+                data = split(
+                    load_mnist(resolve_data_dir(resources.data_dir)), base.val_size, settings.seed
+                )
+                optimize(
+                    study,
+                    data,
+                    base,
+                    settings.trials,
+                    settings.epoch_cap,
+                    settings.seed,
+                    resolve_device(resources.device),
+                    settings.timeout,
+                    bar,
+                )
+        finally:
+            if own:
+                bar.close()
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise UserError(f"study {settings.study!r} has no complete trial yet")
+    summary = summarize(study, storage)
+    (Path(results_dir) / SEARCH_SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _optimize_on_cluster(study, storage, settings, resources, base, bar) -> None:
+    """One long task per worker, all sharing the study through its storage, as separate machines
+    would. Trial order then depends on timing: a parallel search is not reproducible trial for
+    trial, a serial one is."""
+    seen = min(finished_count(study), settings.trials)
+    start_from_reference(study, base, settings.epoch_cap)  # once, before the workers race
+    with cluster(resources) as client:
+        futures = [
+            client.submit(
+                _search_on_worker,
+                settings,
+                storage,
+                settings.sampler_seed(worker),
+                resources,
+                base,
+                key=f"search-{settings.study}-worker{worker}-{time.time_ns()}",
+            )
+            for worker in range(resources.workers)
+        ]
+        try:
+            while not all(f.done() for f in futures):
+                time.sleep(1.0)
+                now = min(finished_count(study), settings.trials)  # one in flight may add one
+                bar.update(now - seen)
+                seen = now
+                best = _best_value(study)
+                bar.set_postfix_str(
+                    f"search, {resources.workers} workers, best val acc "
+                    + ("n/a" if best is None else f"{100 * best:.2f}%")
+                )
+            for future in futures:
+                future.result()  # a worker's error is raised here
+        except KilledWorker as error:
+            raise worker_lost("a search worker", error) from error
+
+
+def _search_on_worker(
+    settings: SearchSettings,
+    storage: str,
+    sampler_seed: int | None,
+    resources: Resources,
+    base: Config,
+) -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = open_study(settings.study, storage, sampler_seed)
+    data = split(worker_mnist(resources.data_dir, resources.threads), base.val_size, settings.seed)
+    optimize(
+        study,
+        data,
+        base,
+        settings.trials,
+        settings.epoch_cap,
+        settings.seed,
+        resolve_device(resources.device),
+        settings.timeout,
+    )

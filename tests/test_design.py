@@ -1,0 +1,173 @@
+"""Seeds until decided: the two-stage (Stein) design, its pieces by hand and its error rates by
+simulation. Fast, no training."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from harness import design, stats
+
+# sd of the paired differences (percentage points) measured on 5 seeds of the committed study
+SPREAD_PP = {
+    "no_batchnorm": 0.21,
+    "no_scheduler": 0.19,
+    "no_regularization": 0.11,
+    "width_half": 0.11,
+    "no_weight_decay": 0.09,
+    "no_dropout": 0.09,
+    "width_double": 0.07,
+}
+SDS = {name: pp / 100 for name, pp in SPREAD_PP.items()}
+ARMS = list(SDS)
+DELTA = design.MARGIN
+N_STUDIES = 2000
+
+
+def report(label, rates, key):
+    line = (
+        f"{label}: {key} = {rates[key]:.4f} ± {rates[key + '_se']:.4f} (SE), "
+        f"{rates['n_studies']} studies, test={rates['test']}"
+    )
+    print(line)
+    return rates[key], rates[key + "_se"]
+
+
+def test_planned_seeds_by_hand():
+    s0, m = 0.0007, 7
+    q = sps.t.ppf(1 - 0.05 / (2 * m), 4) + sps.t.ppf(0.8, 4)
+    expected = math.ceil((q * s0 / DELTA) ** 2)
+    assert 5 < expected < 30
+    assert design.planned_seeds(s0, family_size=m) == expected
+    q1 = sps.t.ppf(0.975, 4) + sps.t.ppf(0.8, 4)
+    assert design.planned_seeds(s0) == math.ceil((q1 * s0 / DELTA) ** 2) < expected
+    assert design.planned_seeds(0.0021, family_size=m) == design.MAX_SEEDS  # capped
+    assert design.planned_seeds(0.0001, family_size=m) == design.PILOT_SEEDS  # never below n0
+    with pytest.raises(ValueError):
+        design.planned_seeds(math.nan)
+
+
+def test_stein_test_is_the_t_test_when_no_seeds_are_added():
+    d = [0.0012, 0.0003, 0.0021, 0.0009, 0.0015]
+    result = design.stein_test(d, n0=5, margin=DELTA)
+    t = sps.ttest_1samp(d, 0.0)
+    assert result.p_difference == pytest.approx(t.pvalue)
+    assert (result.ci_low, result.ci_high) == pytest.approx(tuple(t.confidence_interval(0.95)))
+    assert result.p_equivalence == pytest.approx(stats.tost_pvalue(d, DELTA))
+
+
+def test_stein_test_uses_the_pilot_sd_and_its_degrees_of_freedom():
+    d = np.random.default_rng(4).normal(0.0004, 0.001, 20)
+    result = design.stein_test(d, n0=5, margin=DELTA)
+    s0 = np.std(d[:5], ddof=1)
+    se = s0 / math.sqrt(20)
+    assert result.mean == pytest.approx(d.mean())
+    assert result.p_difference == pytest.approx(2 * sps.t.sf(abs(d.mean()) / se, 4))
+    lower = sps.t.sf((d.mean() + DELTA) / se, 4)
+    upper = sps.t.cdf((d.mean() - DELTA) / se, 4)
+    assert result.p_equivalence == pytest.approx(max(lower, upper))
+    half = sps.t.ppf(0.975, 4) * se
+    assert (result.ci_low, result.ci_high) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert all(math.isnan(x) for x in design.stein_test(d[:4], n0=5)[1:])
+    assert all(math.isnan(x) for x in design.stein_test([0.001] * 5 + [0.002], n0=5)[1:])
+
+
+def test_stein_test_is_exact_under_the_null_one_study_at_a_time():
+    """The scalar path (planned_seeds, stein_test), independent of the vectorized simulation."""
+    rng, sd, rejected = np.random.default_rng(8), 0.0015, []
+    for _ in range(1000):
+        pilot = rng.normal(0.0, sd, 5)
+        n = design.planned_seeds(np.std(pilot, ddof=1))
+        d = np.concatenate([pilot, rng.normal(0.0, sd, n - 5)])
+        rejected.append(design.stein_test(d).p_difference < 0.05)
+    rate, se = np.mean(rejected), math.sqrt(0.05 * 0.95 / 1000)
+    print(f"single arm, Δ = 0, Stein: rejection rate {rate:.3f} ± {se:.3f}, 1000 studies")
+    assert abs(rate - 0.05) < 3 * se
+
+
+def test_holm_rows_matches_stats_holm():
+    p = np.random.default_rng(2).uniform(0, 0.2, (50, 7))
+    expected = np.array([stats.holm(list(row)) for row in p])
+    np.testing.assert_allclose(design._holm_rows(p), expected)
+
+
+def test_verdict():
+    assert design.verdict(0.002, 0.01, 0.9) == "better"
+    assert design.verdict(-0.002, 0.01, 0.9) == "worse"
+    assert design.verdict(0.0001, 0.3, 0.01) == "equivalent"
+    assert design.verdict(0.0001, 0.3, 0.2) == "inconclusive"
+    assert design.verdict(0.0001, math.nan, math.nan) == "inconclusive"
+    assert design.verdict(0.0004, 0.04, 0.04) == "better"  # a small but real difference
+
+
+def test_decide_family_by_hand():
+    rng = np.random.default_rng(6)
+    arms = {
+        "big": list(rng.normal(0.004, 0.001, 12)),
+        "none": list(rng.normal(0.0, 0.0003, 8)),
+        "noisy": list(rng.normal(0.0, 0.003, 5)),
+    }
+    decisions = design.decide_family(arms)
+    raw = [design.stein_test(arms[a]) for a in arms]
+    diff_holm = stats.holm([r.p_difference for r in raw])
+    eq_holm = stats.holm([r.p_equivalence for r in raw])
+    for (name, decision), r, ph, pe in zip(decisions.items(), raw, diff_holm, eq_holm, strict=True):
+        assert decision.n == len(arms[name]) and decision.mean == pytest.approx(r.mean)
+        assert (decision.p_difference_holm, decision.p_equivalence_holm) == pytest.approx((ph, pe))
+        sd = np.std(arms[name], ddof=1)
+        assert decision.minimum_detectable_effect == pytest.approx(
+            stats.minimum_detectable_effect(sd, len(arms[name]), 0.05 / 3)
+        )
+        assert decision.seeds_needed == stats.seeds_needed(sd, DELTA, 0.05 / 3)
+    assert [d.verdict for d in decisions.values()] == ["better", "equivalent", "inconclusive"]
+
+
+# --- the design's error rates, by simulation ----------------------------------------------------
+
+
+def test_family_wise_error_is_at_most_alpha_when_nothing_differs():
+    rates = design.simulate_error_rates({a: 0.0 for a in ARMS}, SDS, n_studies=N_STUDIES, seed=1)
+    rate, se = report("all Δ = 0", rates, "any_difference")
+    assert rate <= 0.05 + 2 * se
+
+
+def test_naive_procedure_breaks_the_same_bound():
+    """Ordinary t on all seeds after a pilot-chosen n: the inflation this design removes."""
+    deltas = {a: 0.0 for a in ARMS}
+    rates = design.simulate_error_rates(deltas, SDS, n_studies=N_STUDIES, seed=1, test="naive")
+    rate, se = report("all Δ = 0", rates, "any_difference")
+    assert rate > 0.05 + 2 * se
+
+
+def test_equivalence_is_rarely_claimed_at_the_margin():
+    # the four widest arms sit exactly on the margin, the three narrowest at 0: their easy
+    # equivalence verdicts relax Holm's later steps, the hardest case for the arms at ±δ
+    deltas = {a: (DELTA * (-1) ** i if i < 4 else 0.0) for i, a in enumerate(ARMS)}
+    rates = design.simulate_error_rates(deltas, SDS, n_studies=N_STUDIES, seed=2)
+    rate, se = report("4 arms at |Δ| = δ", rates, "false_equivalence")
+    assert rate <= 0.05 + 2 * se
+    rates = design.simulate_error_rates({a: DELTA for a in ARMS}, SDS, n_studies=N_STUDIES, seed=3)
+    rate, se = report("7 arms at Δ = δ", rates, "false_equivalence")
+    assert rate <= 0.05 + 2 * se
+
+
+def test_most_studies_decide_an_effect_of_twice_the_margin():
+    # the widest arm (sd 0.21 pp) is the hardest to decide; the others at Δ = 0
+    deltas = {a: (2 * DELTA if a == "no_batchnorm" else 0.0) for a in ARMS}
+    rates = design.simulate_error_rates(deltas, SDS, n_studies=N_STUDIES, seed=4)
+    rate, se = report("no_batchnorm at Δ = 2δ", rates, "correct_at_twice_margin")
+    report("no_batchnorm at Δ = 2δ", rates, "false_difference")
+    print("mean seeds per arm:", {a: round(n, 1) for a, n in rates["mean_seeds"].items()})
+    assert rate > 0.5
+    assert rates["false_difference"] <= 0.05 + 2 * rates["false_difference_se"]
+    deltas = {a: 2 * DELTA * (-1) ** i for i, a in enumerate(ARMS)}
+    rates = design.simulate_error_rates(deltas, SDS, n_studies=N_STUDIES, seed=5)
+    rate, se = report("all arms at |Δ| = 2δ", rates, "correct_at_twice_margin")
+    assert rate > 0.9
+
+
+def test_simulation_is_seeded():
+    deltas = {a: 0.0 for a in ARMS}
+    first = design.simulate_error_rates(deltas, SDS, n_studies=200, seed=9)
+    assert first == design.simulate_error_rates(deltas, SDS, n_studies=200, seed=9)

@@ -1,0 +1,191 @@
+"""Seeds trained as one stacked model: each member behaves as its seed trained alone."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from harness.data import Split, split
+from harness.stacked import DROPOUT_BLOCK, StackedTrainer, fit_stacked, run_stacked
+from harness.training import evaluate, run
+from tests.conftest import TINY
+
+CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Sums in the same order every run, and the machine's other core left to others."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def splits(mnist, config, seeds):
+    return [split(mnist, config.val_size, seed) for seed in seeds]
+
+
+def curves(result):
+    return {key: [epoch[key] for epoch in result.history] for key in CURVES}
+
+
+def assert_same_member(a, b):
+    assert a.best_epoch == b.best_epoch and a.diverged_epoch == b.diverged_epoch
+    assert len(a.history) == len(b.history)
+    for key, values in curves(a).items():
+        assert values == pytest.approx(curves(b)[key], rel=1e-5, abs=1e-7), key
+
+
+def test_member_of_a_stack_matches_its_seed_stacked_alone(tiny_mnist):
+    config = dataclasses.replace(TINY, epochs=2)
+    stack = fit_stacked(config, [3, 4, 5], splits(tiny_mnist, config, [3, 4, 5]))
+    alone = fit_stacked(config, [4], splits(tiny_mnist, config, [4]))
+    assert_same_member(stack[1], alone[0])
+    for name, tensor in alone[0].model.state_dict().items():
+        torch.testing.assert_close(stack[1].model.state_dict()[name], tensor, msg=name)
+
+
+def test_members_are_independent_of_each_other(tiny_mnist):
+    config = dataclasses.replace(TINY, epochs=2)
+    first = fit_stacked(config, [3, 4, 5], splits(tiny_mnist, config, [3, 4, 5]))
+    second = fit_stacked(config, [3, 9, 5], splits(tiny_mnist, config, [3, 9, 5]))
+    assert_same_member(first[0], second[0])
+    assert_same_member(first[2], second[2])
+    assert curves(first[1]) != curves(second[1])  # the changed member did change
+
+
+def test_augmented_members_keep_their_own_shifts(tiny_mnist):
+    config = dataclasses.replace(TINY, epochs=2, shift=1)
+    stack = fit_stacked(config, [3, 4], splits(tiny_mnist, config, [3, 4]))
+    alone = fit_stacked(config, [4], splits(tiny_mnist, config, [4]))
+    assert_same_member(stack[1], alone[0])
+    plain = fit_stacked(TINY, [4], splits(tiny_mnist, TINY, [4]))
+    assert curves(alone[0])["train_loss"][:2] != curves(plain[0])["train_loss"][:2]
+
+
+def test_each_member_follows_its_own_plateau(tiny_mnist):
+    config = dataclasses.replace(TINY, epochs=6, scheduler_patience=0)
+    seeds = [0, 1, 2]
+    results = fit_stacked(config, seeds, splits(tiny_mnist, config, seeds))
+    for result in results:  # a torch scheduler fed this member's validation accuracies
+        dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            dummy, mode="max", factor=config.scheduler_factor, patience=0
+        )
+        expected = []
+        for epoch in result.history:
+            expected.append(dummy.param_groups[0]["lr"])
+            scheduler.step(epoch["val_accuracy"])
+        assert curves(result)["lr"] == expected
+    lr_histories = {tuple(curves(result)["lr"]) for result in results}
+    assert len(lr_histories) > 1, "the case should give members different schedules"
+
+
+def test_k1_stack_follows_the_single_run_without_dropout(tiny_mnist):
+    """Without dropout the numbers agree to float rounding, learning-rate drops included: the
+    stacked Adam is torch's formula in foreach ops, the single run's the fused kernel."""
+    config = dataclasses.replace(TINY, dropout=(0.0, 0.0), epochs=6, scheduler_patience=0, lr=3e-3)
+    stacked = run_stacked(config, [1], tiny_mnist)[0]
+    single = run(config, 1, tiny_mnist)
+    assert [e["lr"] for e in stacked["history"]] == [e["lr"] for e in single["history"]]
+    assert len({e["lr"] for e in single["history"]}) > 1  # the schedule did act
+    for key in ("train_loss", "val_loss", "val_accuracy"):
+        got = [e[key] for e in stacked["history"]]
+        assert got == pytest.approx([e[key] for e in single["history"]], rel=1e-3), key
+    assert stacked["metrics"]["test_accuracy"] == pytest.approx(
+        single["metrics"]["test_accuracy"], abs=0.01
+    )
+
+
+def test_k1_stack_is_close_to_the_single_run_with_dropout(tiny_mnist):
+    """Not identical: the stack draws its dropout masks from the seed's own "dropout"
+    generator (uniform draws against the rate), nn.Dropout from the global stream."""
+    config = dataclasses.replace(TINY, epochs=3)
+    stacked = run_stacked(config, [2], tiny_mnist)[0]
+    single = run(config, 2, tiny_mnist)
+    assert stacked["status"] == single["status"] == "ok"
+    assert stacked["metrics"]["test_accuracy"] == pytest.approx(
+        single["metrics"]["test_accuracy"], abs=0.1
+    )
+    assert stacked["metrics"]["test_accuracy"] > 0.5  # chance is 0.1
+
+
+def test_dropout_masks_drop_at_the_rate_and_rescale(tiny_mnist):
+    config = dataclasses.replace(TINY, dropout=(0.5, 0.0))
+    trainer = StackedTrainer(config, [0, 1], splits(tiny_mnist, config, [0, 1]))
+    trainer._draw_masks(DROPOUT_BLOCK)
+    masks = trainer.masks
+    assert set(masks.unique().tolist()) == {0.0, 2.0}
+    assert (masks == 0).double().mean().item() == pytest.approx(0.5, abs=0.02)
+    assert not torch.equal(masks[0], masks[1])  # each member its own masks
+
+
+def test_best_weights_reproduce_the_best_validation_accuracy(tiny_mnist):
+    config = dataclasses.replace(TINY, epochs=4)
+    data = splits(tiny_mnist, config, [6, 7])
+    for result, member_data in zip(fit_stacked(config, [6, 7], data), data, strict=True):
+        _, predictions = evaluate(result.model, member_data.val_images, member_data.val_labels)
+        accuracy = (predictions == member_data.val_labels).double().mean().item()
+        assert accuracy == pytest.approx(result.best_val_accuracy, abs=1e-9)
+        assert result.history[result.best_epoch - 1]["val_accuracy"] == max(
+            curves(result)["val_accuracy"]
+        )
+
+
+def test_a_diverging_member_stops_alone(tiny_mnist):
+    config = dataclasses.replace(TINY, epochs=2)
+    seeds = [3, 4, 5]
+    data = splits(tiny_mnist, config, seeds)
+    bad = data[1]
+    data[1] = Split(
+        torch.full_like(bad.train_images, math.nan),
+        bad.train_labels,
+        bad.val_images,
+        bad.val_labels,
+    )
+    broken = fit_stacked(config, seeds, data)
+    clean = fit_stacked(config, [3, 5], splits(tiny_mnist, config, [3, 5]))
+    assert broken[1].diverged_epoch == 1 and broken[1].history == []
+    assert broken[1].divergence == "non-finite training loss"
+    assert_same_member(broken[0], clean[0])
+    assert_same_member(broken[2], clean[1])
+
+
+def test_a_frozen_member_does_not_move(tiny_mnist):
+    trainer = StackedTrainer(TINY, [3, 4], splits(tiny_mnist, TINY, [3, 4]))
+    trainer.freeze(1)
+    before = {key: tensor.detach().clone() for key, tensor in trainer.net.state.items()}
+    trainer.train_epoch()
+    for key, tensor in trainer.net.state.items():
+        assert torch.equal(tensor[1], before[key][1]), key
+    assert not torch.equal(trainer.net.state["0.weight"][0], before["0.weight"][0])
+
+
+def test_records_have_the_single_run_schema(tiny_mnist):
+    config = dataclasses.replace(TINY, epochs=2)
+    records = run_stacked(config, [0, 1], tiny_mnist, label="tiny")
+    single = run(config, 0, tiny_mnist, label="tiny")
+    assert [r["seed"] for r in records] == [0, 1]
+    for record in records:
+        assert set(record) == set(single) | {"stack_size"}
+        assert record["stack_size"] == 2 and record["status"] == "ok"
+        assert record["engine"] == single["engine"] + "-stacked"
+        assert set(record["metrics"]) == set(single["metrics"])
+        assert [set(e) for e in record["history"]] == [set(e) for e in single["history"]]
+        assert record["parameters"] == single["parameters"]
+        assert record["config_hash"] == single["config_hash"]
+        assert len(record["test_predictions"]) == len(tiny_mnist.test_labels)
+
+
+def test_diverged_records_look_like_the_single_runs(tiny_mnist):
+    config = dataclasses.replace(TINY, lr=1e30)
+    records = run_stacked(config, [0, 1], tiny_mnist)
+    single = run(config, 0, tiny_mnist)
+    for record in records:
+        assert record["status"] == single["status"] == "diverged"
+        assert record["diverged_epoch"] == single["diverged_epoch"] == 1
+        assert "metrics" not in record and set(record) == set(single) | {"stack_size"}

@@ -1,0 +1,71 @@
+"""The study as data: plans merge and round-trip; seeds until decided follow the pilot."""
+
+import dataclasses
+
+from harness import design
+from harness.config import Config
+from harness.plan import TUNED, Arm, Design, Plan, load_plan, save_plan, update_plan
+from harness.specs import REFERENCE
+from harness.study import planned_after_pilot
+
+REF = Arm(REFERENCE, "the reference", Config(), (0, 1))
+NO_BN = Arm("no_batchnorm", "no BN", dataclasses.replace(Config(), batchnorm=False), (0, 1, 2))
+
+
+def test_plan_round_trips_and_merges_with_the_saved_one(tmp_path):
+    plan = Plan({REFERENCE: REF, "no_batchnorm": NO_BN}, "cpu1t").with_reference_seeds()
+    assert plan.reference.seeds == (0, 1, 2)  # every seed any arm uses
+    save_plan(plan, tmp_path)
+    assert load_plan(tmp_path) == plan
+    width = Arm("width_half", "half", dataclasses.replace(Config(), hidden_widths=(8, 4, 2)), (5,))
+    merged = update_plan(Plan({REFERENCE: REF, "width_half": width}, "cpu1t"), tmp_path)
+    assert list(merged.arms) == [REFERENCE, "no_batchnorm", "width_half"]
+    assert merged.reference.seeds == (0, 1, 2, 5)
+    assert load_plan(tmp_path) == merged
+    tasks = merged.tasks()
+    assert [(t.label, t.seed) for t in tasks[:4]] == [(REFERENCE, s) for s in (0, 1, 2, 5)]
+    assert len(tasks) == 4 + 3 + 1
+
+
+def record(arm: Arm, seed: int, accuracy: float, status: str = "ok") -> dict:
+    return {
+        "config_hash": arm.config.hash(),
+        "seed": seed,
+        "engine": "cpu1t",
+        "status": status,
+        "metrics": {"test_accuracy": accuracy},
+    }
+
+
+def test_seeds_until_decided_follow_the_pilots_spread_not_its_effect():
+    noisy = dataclasses.replace(NO_BN, seeds=(0, 1, 2, 3, 4))
+    steady = Arm("width_double", "wide", dataclasses.replace(Config(), lr=2e-3), (0, 1, 2, 3, 4))
+    plan = Plan(
+        {REFERENCE: REF, noisy.label: noisy, steady.label: steady},
+        "cpu1t",
+        margin=0.001,
+        design=Design(pilot_seeds=5, max_seeds=30),
+    ).with_reference_seeds()
+    reference = [0.985, 0.986, 0.984, 0.985, 0.986]
+    records = [record(REF, s, a) for s, a in enumerate(reference)]
+    noisy_d = [0.004, -0.003, 0.002, -0.004, 0.001]
+    steady_d = [-0.0030, -0.0031, -0.0029, -0.0030, -0.0031]  # a big effect, tiny spread
+    records += [record(noisy, s, reference[s] + d) for s, d in enumerate(noisy_d)]
+    records += [record(steady, s, reference[s] + d) for s, d in enumerate(steady_d)]
+    records.append(record(steady, 7, 0.5))  # beyond the pilot: ignored
+    planned = planned_after_pilot(plan, records)
+    import statistics
+
+    expected_noisy = design.planned_seeds(statistics.stdev(noisy_d), 5, 0.001, 30, family_size=2)
+    assert len(planned.arms["no_batchnorm"].seeds) == expected_noisy == 30  # capped
+    assert len(planned.arms["width_double"].seeds) == 5  # its spread needs no more than the pilot
+    assert planned.reference.seeds == tuple(range(30))
+
+
+def test_tuned_arm_is_not_part_of_the_planned_family():
+    tuned = Arm(TUNED, "best", dataclasses.replace(Config(), lr=3e-3), (0, 1, 2))
+    plan = Plan(
+        {REFERENCE: REF, TUNED: tuned}, "cpu1t", design=Design(pilot_seeds=2, max_seeds=10)
+    ).with_reference_seeds()
+    planned = planned_after_pilot(plan, [])
+    assert planned.arms[TUNED].seeds == (0, 1, 2)
