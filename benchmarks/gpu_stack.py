@@ -1,25 +1,33 @@
 """Seeds trained as one stacked model on a GPU: epoch speed by stack size, then every arm.
 
-    HARNESS_DATA_DIR=../shared/mnist python benchmarks/gpu_stack.py [--out FILE]
+    HARNESS_DATA_DIR=../shared/mnist python benchmarks/gpu_stack.py [--speed-only] [--out FILE]
 
-1. Speed: one line per stack size K (default 1, 8, 32, 128) with the seconds per seed-epoch
-   (training and validation, the stack's epoch time divided by K; the median of the epochs after
-   the first), beside the plain single-seed loop of harness.training on the same GPU.
+1. Speed: the plain single-seed loop of harness.training, then one line per stack size K and
+   step mode (default K = 1, 8, 32, 128): the seconds per seed-epoch (training and validation,
+   the stack's epoch time divided by K; the median of the mode's epochs after its first). Every
+   K runs with CUDA graphs (each full batch's step one graph replay); K in --compare-ks (1, 32)
+   also eagerly, on the same stack right after. Then a check that graphs change speed, not
+   numbers: 2 epochs of a stack of 4 (a member frozen and an lr cut between them), graphed
+   and eager, compared. --speed-only stops here.
 2. Arms: the reference and every spec in ablations/*.toml, each trained as one stack of 30
-   seeds (0-29) for 15 epochs; one line per arm with its wall time and mean test accuracy, then
-   the total. Every record (harness.training.run's schema plus engine "cuda-stacked" and
-   stack_size) is written as one JSON line to --out (default $OUT/gpu_records.jsonl when $OUT
-   is set, else ./gpu_records.jsonl), appended arm by arm, so an interrupted run keeps its arms.
+   seeds (0-29, --arms-seeds) for 15 epochs; one line per arm with its wall time and mean test
+   accuracy, then the total. Every record (harness.training.run's schema plus engine
+   "cuda-stacked" and stack_size) is written as one JSON line to --out (default
+   $OUT/gpu_records.jsonl when $OUT is set, else ./gpu_records.jsonl), appended arm by arm, so
+   an interrupted run keeps its arms.
 
-Sized for an H100 in about 5 minutes; --budget-s stops starting new arms past that many
-seconds. --smoke runs the same code on the CPU on small synthetic data (a check of the
-script, not of speed).
+Sized for an H100 in under 4 minutes; --budget-s stops starting new arms past that many seconds.
+--no-graphs runs every stack eagerly (speed and arms). A failed graph capture prints one warning
+and the stack goes on eagerly; its speed line says so. --smoke runs the same code on the CPU on
+small synthetic data, the graph mode replaced by its uncaptured twin (a check of the script, not
+of speed).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import os
 import statistics
@@ -61,27 +69,66 @@ def plain_seconds(config: Config, mnist: Mnist, epochs: int, device: torch.devic
     return statistics.median(times[1:] or times)
 
 
+def release(device: torch.device) -> None:
+    """A stack's device memory (and its graph's pool) back before the next one."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def stacked_seconds(
-    config: Config, mnist: Mnist, k: int, epochs: int, device: torch.device
-) -> tuple[float, float]:
-    """Median seconds of a stack of k's epochs (training and validation) after the first,
-    divided by k; and the seconds it took to split the seeds' data and move it to the device."""
+    config: Config, mnist: Mnist, k: int, epochs: int, device: torch.device, modes: list[str]
+) -> tuple[dict[str, float], float, str]:
+    """Per mode, the median seconds of a stack of k's epochs (training and validation) after
+    the mode's first, divided by k, the modes timed one after the other on one stack; the
+    seconds it took to split the seeds' data and move it to the device; and the mode the last
+    graph-mode epoch actually ran ("static" after a failed capture)."""
     started = time.perf_counter()
     splits = (split(mnist, config.val_size, seed) for seed in range(k))
     trainer = StackedTrainer(config, range(k), splits, device)
     synchronize(device)
     setup = time.perf_counter() - started
-    times = []
-    for _ in range(epochs):
-        started = time.perf_counter()
-        loss_sum, _ = trainer.train_epoch()
-        val_loss, val_correct = trainer.evaluate(trainer.val_images, trainer.val_labels)
-        torch.stack([loss_sum, val_loss, val_correct.float()]).tolist()  # waits for the GPU
-        times.append(time.perf_counter() - started)
+    seconds, ran = {}, modes[0]
+    for mode in modes:
+        trainer.mode = mode  # a stack may change mode between epochs
+        times = []
+        for _ in range(epochs):
+            started = time.perf_counter()
+            loss_sum, _ = trainer.train_epoch()
+            val_loss, val_correct = trainer.evaluate(trainer.val_images, trainer.val_labels)
+            torch.stack([loss_sum, val_loss, val_correct.float()]).tolist()  # waits for the GPU
+            times.append(time.perf_counter() - started)
+        seconds[mode] = statistics.median(times[1:] or times) / k
+        if mode == modes[0]:
+            ran = trainer.mode
     del trainer
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return statistics.median(times[1:] or times) / k, setup
+    release(device)
+    return seconds, setup, ran
+
+
+def graph_check(config: Config, mnist: Mnist, device: torch.device, mode: str) -> str:
+    """The largest differences between a graphed and an eager stack of 4 over 2 epochs, with
+    a member frozen and another's lr cut between them, as fit_stacked does in place."""
+    data = [split(mnist, config.val_size, seed) for seed in range(4)]
+    outcomes = []
+    for step_mode in (mode, "eager"):
+        trainer = StackedTrainer(config, range(4), data, device, mode=step_mode)
+        losses = [trainer.train_epoch()[0]]
+        trainer.freeze(1)
+        trainer.lr[0] = config.lr / 2
+        losses.append(trainer.train_epoch()[0])
+        weights = torch.cat([t.detach().flatten() for t in trainer.net.state.values()])
+        outcomes.append((torch.stack(losses) / len(data[0].train_labels), weights, trainer.mode))
+        del trainer
+    release(device)
+    (loss_a, weights_a, ran), (loss_b, weights_b, _) = outcomes
+    if torch.equal(loss_a, loss_b) and torch.equal(weights_a, weights_b):
+        verdict = "identical"
+    else:
+        loss_diff = (loss_a - loss_b).abs().max().item()
+        weight_diff = (weights_a - weights_b).abs().max().item()
+        verdict = f"max |train loss diff| {loss_diff:.2e}, max |weight diff| {weight_diff:.2e}"
+    return f"{ran} vs eager, K=4 x 2 epochs (member frozen, lr cut): {verdict}"
 
 
 def synthetic_mnist(n_train: int, n_test: int) -> Mnist:
@@ -111,18 +158,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="MNIST/raw/*.gz (default: $HARNESS_DATA_DIR)")
     parser.add_argument("--out", type=Path, help="JSON lines of the records")
     parser.add_argument("--ks", default="1,8,32,128", help="stack sizes timed (comma-separated)")
-    parser.add_argument("--speed-epochs", type=int, default=3, help="epochs timed per K")
-    parser.add_argument("--seeds", type=int, default=30, help="seeds per arm: one stack")
+    parser.add_argument("--compare-ks", default="1,32", help="of those, the ones timed eagerly too")
+    parser.add_argument("--speed-epochs", type=int, default=3, help="epochs timed per K and mode")
+    parser.add_argument("--speed-only", action="store_true", help="the speed section, then exit")
+    parser.add_argument(
+        "--no-graphs", action="store_true", help="no CUDA graphs: every stack eager"
+    )
+    parser.add_argument(
+        "--arms-seeds", "--seeds", dest="seeds", type=int, default=30, help="seeds per arm"
+    )
     parser.add_argument("--epochs", type=int, default=15, help="epochs per arm")
     parser.add_argument("--arms", help="comma-separated spec names (default: all)")
-    parser.add_argument("--budget-s", type=float, default=420, help="no new arm after this")
+    parser.add_argument("--budget-s", type=float, default=180, help="no new arm after this")
     parser.add_argument("--smoke", action="store_true", help="CPU, synthetic data, tiny sizes")
     args = parser.parse_args(argv)
 
+    compare = {int(k) for k in args.compare_ks.split(",") if k}
     if args.smoke:
         device = torch.device("cpu")
         mnist = synthetic_mnist(3000, 500)
         ks, args.seeds, args.epochs, args.speed_epochs = [1, 2], 2, 1, 2
+        compare = {2}
         shrink = {"val_size": 500}
     else:
         if not torch.cuda.is_available():
@@ -136,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         ks = [int(k) for k in args.ks.split(",")]
         shrink = {}
         mnist = load_mnist(resolve_data_dir(args.data_dir))
+    # on the CPU (--smoke) the graph path runs uncaptured: the same buffers and step
+    graph_mode = "graph" if device.type == "cuda" else "static"
     out = args.out or default_out()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("")
@@ -147,13 +205,25 @@ def main(argv: list[str] | None = None) -> int:
     plain = plain_seconds(reference, mnist, args.speed_epochs, device)
     print(f"plain loop  K=1    {plain:.4f} s per seed-epoch", flush=True)
     for k in ks:
-        per_seed, setup = stacked_seconds(reference, mnist, k, args.speed_epochs, device)
-        print(
-            f"stacked     K={k:<4d} {per_seed:.4f} s per seed-epoch  "
-            f"({per_seed * k:.3f} s per stack epoch, {plain / per_seed:.1f}x the plain loop; "
-            f"setup {setup:.1f} s)",
-            flush=True,
-        )
+        modes = [graph_mode, "eager"] if k in compare else [graph_mode]
+        if args.no_graphs:
+            modes = ["eager"]
+        seconds, setup, ran = stacked_seconds(reference, mnist, k, args.speed_epochs, device, modes)
+        for mode, per_seed in seconds.items():
+            label = {"graph": "graphs", "static": "static", "eager": "eager"}[mode]
+            if mode == "graph" and ran != "graph":
+                label = "graphs (capture failed: ran eagerly)"
+            print(
+                f"stacked     K={k:<4d} {label:<7s} {per_seed:.4f} s per seed-epoch  "
+                f"({per_seed * k:.3f} s per stack epoch, {plain / per_seed:.1f}x the plain loop; "
+                f"setup {setup:.1f} s)",
+                flush=True,
+            )
+    if not args.no_graphs:
+        print(f"graph check: {graph_check(reference, mnist, device, graph_mode)}", flush=True)
+    print(f"speed section {time.perf_counter() - started:.1f} s", flush=True)
+    if args.speed_only:
+        return 0
 
     names = args.arms.split(",") if args.arms else spec_names()
     names = sorted(names, key=lambda n: n != REFERENCE)  # the reference first
@@ -165,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             break
         config = dataclasses.replace(load_spec(arm).config, epochs=args.epochs, **shrink)
         arm_started = time.perf_counter()
-        records = run_stacked(config, seeds, mnist, label=arm, device=device)
+        graphs = False if args.no_graphs else None  # None: on CUDA
+        records = run_stacked(config, seeds, mnist, label=arm, device=device, graphs=graphs)
         wall = time.perf_counter() - arm_started
         with out.open("a") as file:
             for record in records:

@@ -60,13 +60,20 @@ def add_worker_args(parser: argparse.ArgumentParser) -> None:
         help=f"address of a running Dask scheduler, e.g. tcp://HOST:8786 (default: "
         f"${SCHEDULER_ENV}, else a local cluster of --workers processes)",
     )
+    parser.add_argument(
+        "--stack",
+        type=non_negative_int,
+        help="train each arm's seeds K at a time as one stacked model (0: as many as the GPU "
+        "holds; default: 0 on --device cuda, else 1 = one run at a time)",
+    )
 
 
 def resources(args: argparse.Namespace) -> Resources:
     """The command line's choice of workers, threads, scheduler, data folder and device."""
     scheduler = resolve_scheduler(args.scheduler)
     threads = args.threads or (1 if scheduler else default_threads(args.workers))
-    return Resources(args.workers, threads, scheduler, args.data_dir, args.device)
+    stack = args.stack if args.stack is not None else (0 if args.device == "cuda" else 1)
+    return Resources(args.workers, threads, scheduler, args.data_dir, args.device, stack)
 
 
 def positive_int(value: str) -> int:

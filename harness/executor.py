@@ -53,10 +53,16 @@ class Resources:
     scheduler: str | None = None  # tcp://HOST:8786 of a running `dask scheduler`
     data_dir: str | None = None  # None: each worker's own $HARNESS_DATA_DIR, else ./data
     device: str = "cpu"
+    stack: int = 1  # seeds of one config trained as one model; 0: as many as the GPU holds
+
+    @property
+    def stacked(self) -> bool:
+        return self.stack != 1
 
     @property
     def distributed(self) -> bool:
-        return self.workers > 1 or self.scheduler is not None
+        """Stacks train in this process, on its device; single runs on Dask workers."""
+        return not self.stacked and (self.workers > 1 or self.scheduler is not None)
 
 
 def default_threads(workers: int) -> int:

@@ -33,12 +33,13 @@ from harness.executor import (
 )
 from harness.model import INPUT_SIZE, NUM_CLASSES
 from harness.plan import Task
+from harness.stacked import run_stacked, stack_size
 from harness.store import RunKey, RunStore
 from harness.training import engine, resolve_device, run
 
 
 def run_engine(resources: Resources) -> str:
-    return engine(resolve_device(resources.device), resources.threads)
+    return engine(resolve_device(resources.device), resources.threads, resources.stacked)
 
 
 def task_key(task: Task, resources: Resources) -> RunKey:
@@ -91,6 +92,8 @@ def run_tasks(
             _write(bar, f"{len(elsewhere)} run(s) are being trained by another command: skipped")
         if not mine:
             return []
+        if resources.stacked:
+            return _run_stacks(mine, store, resources, bar)
         if resources.distributed:
             return _run_on_cluster(mine, store, resources, bar)
         return _run_here(mine, store, resources, bar)
@@ -129,6 +132,31 @@ def _run_here(tasks, store, resources, bar) -> list[dict[str, Any]]:
                 on_epoch,
             )
             records.append(_store(record, store, bar))
+        return records
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run_stacks(tasks, store, resources, bar) -> list[dict[str, Any]]:
+    """Each arm's pending seeds, K at a time, as one stacked model on this process's device."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(resources.threads)
+    device = resolve_device(resources.device)
+    try:
+        mnist = load_mnist(resolve_data_dir(resources.data_dir))
+        arms: dict[tuple[str, str], list[Task]] = {}
+        for task in tasks:
+            arms.setdefault((task.label, task.config.hash()), []).append(task)
+        records = []
+        for group in arms.values():
+            size = resources.stack or stack_size(group[0].config, device, len(group))
+            for start in range(0, len(group), size):
+                chunk = group[start : start + size]
+                if bar is not None:
+                    bar.set_postfix_str(f"{chunk[0].label}: {len(chunk)} seeds stacked")
+                seeds = [task.seed for task in chunk]
+                for record in run_stacked(chunk[0].config, seeds, mnist, chunk[0].label, device):
+                    records.append(_store(record, store, bar))
         return records
     finally:
         torch.set_num_threads(previous)

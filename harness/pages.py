@@ -118,9 +118,10 @@ def verdict_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
         f"**better** / **worse**: the paired test rejects Δ = 0 after Holm (α = 0.05). "
         f"**equivalent**: the TOST rejects |Δ| ≥ {margin:.2f} pp after Holm. **inconclusive**: "
         "neither; the last column says how many seeds a paired t-test needs to find a "
-        f"{margin:.2f} pp difference 80% of the time. Smallest detectable Δ: the difference "
-        "this many seeds find 80% of the time (α = 0.05); a smaller one can hide in an "
-        "inconclusive verdict.",
+        f"{margin:.2f} pp difference 80% of the time, at α = 0.05 / {max(tested, 1)} (Holm's "
+        "strictest step, which a decision in this family must pass), from this arm's spread. "
+        "Smallest detectable Δ: the difference the current seeds find 80% of the time at that "
+        "level; a smaller one can hide in an inconclusive verdict.",
     ]
     if len(tuned):
         parts += [

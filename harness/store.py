@@ -37,6 +37,10 @@ def resolve_results_dir(arg: str | Path | None = None) -> Path:
     return Path(arg or os.environ.get(RESULTS_DIR_ENV) or DEFAULT_RESULTS_DIR)
 
 
+LEGACY = "legacy"
+RECORD_SCHEMA = 2  # 2: engine in the identity, one random stream per source, test predictions
+
+
 class StoreError(UserError):
     pass
 
@@ -50,7 +54,9 @@ class RunKey(NamedTuple):
 
     @classmethod
     def of(cls, record: dict[str, Any]) -> RunKey:
-        return cls(record["config_hash"], record["seed"], record["engine"])
+        """Records from before the engine was part of a run's identity (no "schema" field)
+        keep their file name and count as engine "legacy": read and listed, never matched."""
+        return cls(record["config_hash"], record["seed"], record.get("engine", LEGACY))
 
 
 class RunStore:
@@ -76,6 +82,8 @@ class RunStore:
             raise StoreError(f"results folder {self.root} is not a folder: pass --results-dir")
 
     def path(self, key: RunKey) -> Path:
+        if key.engine == LEGACY:
+            return self.runs / f"{key.config_hash}-seed{key.seed}.json"
         return self.runs / f"{key.config_hash}-seed{key.seed}-{key.engine}.json"
 
     def has(self, key: RunKey) -> bool:

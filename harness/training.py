@@ -24,7 +24,7 @@ from harness.config import Config
 from harness.data import Mnist, Split, random_shifts, split
 from harness.model import NUM_CLASSES, build_model, parameter_count
 from harness.seeding import generator, stream_seed
-from harness.store import environment
+from harness.store import RECORD_SCHEMA, environment
 
 EVAL_BATCH = 10_000
 CPU = torch.device("cpu")
@@ -230,11 +230,30 @@ def run(
     """One complete run as a storable record: fit, then the single test evaluation."""
     started = time.perf_counter()
     result = fit(config, seed, split(mnist, config.val_size, seed), device, on_epoch)
+    record = run_record(config, seed, label, result, mnist, device)
+    record["total_seconds"] = time.perf_counter() - started
+    return record
+
+
+METRIC_KEYS = ("test_accuracy", "test_loss")  # of test_metrics' keys, those kept in "metrics"
+
+
+def run_record(
+    config: Config,
+    seed: int,
+    label: str,
+    result: FitResult,
+    mnist: Mnist,
+    device: torch.device,
+    stacked: bool = False,
+) -> dict[str, Any]:
+    """The record of a fitted run (the test set evaluated here, once); its schema is this."""
     record: dict[str, Any] = {
+        "schema": RECORD_SCHEMA,
         "label": label,
         "config_hash": config.hash(),
         "seed": seed,
-        "engine": engine(device, torch.get_num_threads()),
+        "engine": engine(device, torch.get_num_threads(), stacked),
         "config": config.to_dict(),
         "status": "ok" if result.diverged_epoch is None else "diverged",
         "diverged_epoch": result.diverged_epoch,
@@ -249,12 +268,10 @@ def run(
         test = test_metrics(
             result.model, mnist.test_images.to(device), mnist.test_labels.to(device)
         )
-        record["per_digit_accuracy"] = test.pop("per_digit_accuracy")
-        record["confusion_matrix"] = test.pop("confusion_matrix")
-        record["test_predictions"] = test.pop("test_predictions")
-        record["test_misclassified"] = test.pop("test_misclassified")
+        # per digit and per image beside the metrics: confusion, predictions, misclassified
+        record.update({key: value for key, value in test.items() if key not in METRIC_KEYS})
         record["metrics"] = {
-            **test,
+            **{key: test[key] for key in METRIC_KEYS},
             "best_val_accuracy": result.best_val_accuracy,
             "best_epoch": result.best_epoch,
             "train_accuracy_at_best": best["train_accuracy"],
@@ -262,5 +279,4 @@ def run(
         }
     seconds = [epoch["seconds"] for epoch in result.history]
     record["seconds_per_epoch"] = sum(seconds) / len(seconds) if seconds else None
-    record["total_seconds"] = time.perf_counter() - started
     return record

@@ -161,3 +161,20 @@ def test_two_workers_give_the_same_numbers_as_serial(tmp_path, real_mnist):
         twin = by_seed[record["seed"]]
         assert record["environment"]["threads"] == twin["environment"]["threads"] == 1
         assert metrics_only(record) == metrics_only(twin)
+
+
+def test_stacked_grid_stores_one_record_per_seed_and_resumes(tmp_path, real_mnist):
+    args = ("width_half", "--seed-list", "0,1,2", "--epochs", "1", "--workers", "1")
+    process = ablate(tmp_path, *args, "--stack", "3", "--threads", "1")
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    records = stored(tmp_path)
+    assert sorted((r["label"], r["seed"]) for r in records) == [
+        (label, seed) for label in ("reference", "width_half") for seed in (0, 1, 2)
+    ]
+    assert {(r["engine"], r["stack_size"]) for r in records} == {("cpu1t-stacked", 3)}
+    assert all(r["metrics"]["test_accuracy"] > 0.9 for r in records)
+    rerun = ablate(tmp_path, *args, "--stack", "3", "--threads", "1")
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert len(stored(tmp_path)) == 6  # nothing trained again

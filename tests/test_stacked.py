@@ -10,6 +10,7 @@ import torch
 
 from harness.data import Split, split
 from harness.stacked import DROPOUT_BLOCK, StackedTrainer, fit_stacked, run_stacked
+from harness.stacked_model import WARMUP_STEPS
 from harness.training import evaluate, run
 from tests.conftest import TINY
 
@@ -189,3 +190,67 @@ def test_diverged_records_look_like_the_single_runs(tiny_mnist):
         assert record["status"] == single["status"] == "diverged"
         assert record["diverged_epoch"] == single["diverged_epoch"] == 1
         assert "metrics" not in record and set(record) == set(single) | {"stack_size"}
+
+
+def trained_twice(trainer):
+    """Two epochs with what fit_stacked changes in place between them: a member frozen and
+    another's learning rate cut; the epochs' sums and every tensor the steps touch."""
+    sums = [trainer.train_epoch()]
+    trainer.freeze(1)
+    trainer.lr[0] = trainer.config.lr / 2
+    sums.append(trainer.train_epoch())
+    state = {f"net {key}": tensor for key, tensor in trainer.net.state.items()}
+    for i, (avg, avg_sq) in enumerate(zip(trainer.exp_avg, trainer.exp_avg_sq, strict=True)):
+        state[f"exp_avg {i}"], state[f"exp_avg_sq {i}"] = avg, avg_sq
+    return sums, state | {"step_count": trainer.step_count}
+
+
+def assert_same_training(a, b):
+    (sums_a, state_a), (sums_b, state_b) = a, b
+    for (loss_a, correct_a), (loss_b, correct_b) in zip(sums_a, sums_b, strict=True):
+        assert torch.equal(loss_a, loss_b) and torch.equal(correct_a, correct_b)
+    assert state_a.keys() == state_b.keys()
+    for key, tensor in state_a.items():
+        assert torch.equal(tensor, state_b[key]), key
+
+
+# 500 training rows in batches of 8: 62 full steps, a partial one of 4, and the dropout block
+# of 32 steps refilled mid-epoch; shifted images exercise the persistent shift buffer
+STATIC_CASE = dataclasses.replace(TINY, batch_size=8, shift=1)
+
+
+def test_the_static_step_the_graph_captures_matches_the_eager_step(tiny_mnist):
+    """The CUDA graph replays _step on static buffers; run eagerly here, that path gives the
+    eager trainer's numbers exactly, over epochs, a frozen member and an lr change."""
+    seeds = [3, 4, 5]
+    data = splits(tiny_mnist, STATIC_CASE, seeds)
+    eager = StackedTrainer(STATIC_CASE, seeds, data)
+    static = StackedTrainer(STATIC_CASE, seeds, data, mode="static")
+    calls = []
+    step = static._static_step
+    static._static_step = lambda: (calls.append(1), step())
+    assert_same_training(trained_twice(static), trained_twice(eager))
+    assert len(calls) == 2 * 62  # every full batch went through the static buffers
+    assert static.steps == eager.steps == 2 * 63
+    assert static.step_count.item() == 2 * 63
+
+
+def test_a_failed_graph_capture_trains_on_eagerly_with_one_warning(tiny_mnist, capsys):
+    """Here capture fails (no GPU): one line on stderr, then the same numbers as eager."""
+    seeds = [3, 4, 5]
+    data = splits(tiny_mnist, STATIC_CASE, seeds)
+    trainer = StackedTrainer(STATIC_CASE, seeds, data, mode="static")
+    trainer.mode = "graph"  # as on CUDA: warm-up steps, then the capture
+    result = trained_twice(trainer)
+    assert trainer.mode == "static" and trainer.graph is None
+    assert trainer.warmups == WARMUP_STEPS
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "CUDA graph capture failed" in lines[0]
+    assert_same_training(result, trained_twice(StackedTrainer(STATIC_CASE, seeds, data)))
+
+
+def test_graphs_need_a_cuda_device(tiny_mnist):
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+        fit_stacked(TINY, [0], splits(tiny_mnist, TINY, [0]), graphs=True)
+    results = fit_stacked(TINY, [0], splits(tiny_mnist, TINY, [0]), graphs=False)
+    assert results[0].history  # off is the CPU's default anyway

@@ -28,3 +28,17 @@ def test_record_keeps_what_identifies_its_numeric_path(tiny_mnist):
     environment = run(TINY, 0, tiny_mnist)["environment"]
     assert {"cpu", "cpu_flags", "cpu_capability", "math_libraries", "threads"} <= set(environment)
     assert environment["cpu_capability"] in ("DEFAULT", "AVX2", "AVX512")
+
+
+def test_records_of_the_previous_schema_stay_readable_and_apart(tmp_path, tiny_mnist):
+    store = RunStore(tmp_path)
+    record = run(TINY, 0, tiny_mnist)
+    assert record["schema"] == 2
+    old = {k: v for k, v in record.items() if k not in ("schema", "engine", "test_predictions")}
+    store.runs.mkdir(parents=True)
+    (store.runs / f"{TINY.hash()}-seed0.json").write_text(json.dumps(old))  # the old file name
+    store.save(record)
+    engines = sorted(RunKey.of(r).engine for r in store.records())
+    assert engines == sorted(["legacy", record["engine"]])
+    assert store.corrupt_count() == 0  # recognized, not set aside
+    assert store.has(RunKey.of(record))  # the new record does not collide with the old one
