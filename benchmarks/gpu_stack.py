@@ -40,8 +40,10 @@ import torch
 from harness.config import Config
 from harness.data import Mnist, load_mnist, resolve_data_dir, split
 from harness.model import INPUT_SIZE, NUM_CLASSES, build_model
+from harness.plan import Plan, arm_from_spec, save_plan
 from harness.specs import REFERENCE, load_spec, spec_names
 from harness.stacked import StackedTrainer, run_stacked
+from harness.store import RunStore
 from harness.training import evaluate, make_optimizer, train_epoch
 
 
@@ -151,6 +153,27 @@ def default_out() -> Path:
     )
 
 
+def save_as_study(records_file: Path, results_dir: Path) -> None:
+    """The records of a run of this script as a results folder (runs/*.json and plan.json), so
+    that `python -m harness.report --results-dir DIR` reports it like any study."""
+    store = RunStore(results_dir)
+    records = [json.loads(line) for line in records_file.read_text().splitlines() if line]
+    for record in records:
+        store.save(record)
+    labels = sorted({r["label"] for r in records}, key=lambda label: label != REFERENCE)
+    arms = {
+        label: arm_from_spec(
+            load_spec(label),
+            sorted({r["seed"] for r in records if r["label"] == label}),
+            epochs=next(r["config"]["epochs"] for r in records if r["label"] == label),
+        )
+        for label in labels
+    }
+    (engine,) = {r["engine"] for r in records}
+    save_plan(Plan(arms, engine), results_dir)
+    print(f"{len(records)} records of {len(arms)} arms -> {results_dir}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -171,7 +194,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arms", help="comma-separated spec names (default: all)")
     parser.add_argument("--budget-s", type=float, default=180, help="no new arm after this")
     parser.add_argument("--smoke", action="store_true", help="CPU, synthetic data, tiny sizes")
+    parser.add_argument(
+        "--save-study",
+        nargs=2,
+        type=Path,
+        metavar=("RECORDS", "RESULTS_DIR"),
+        help="no training: store an earlier run's records (JSON lines) as a results folder",
+    )
     args = parser.parse_args(argv)
+    if args.save_study:
+        save_as_study(*args.save_study)
+        return 0
 
     compare = {int(k) for k in args.compare_ks.split(",") if k}
     if args.smoke:
