@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dask
 import torch
 from distributed import Client, KilledWorker, LocalCluster, get_worker
 
@@ -100,6 +101,17 @@ def cluster(resources: Resources) -> Iterator[Client]:
             yield client
         return
     with (
+        # Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which makes torch's
+        # many small allocations return memory to the OS all the time: measured 5.25 s per
+        # reference epoch against 3.7 s without it (one thread, this 2-core machine).
+        # The worker's statistical profiler samples the training thread every 10 ms, taking
+        # the GIL from its Python loop; the dashboard loses its profile page, nothing else.
+        dask.config.set(
+            {
+                "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                "distributed.worker.profile.enabled": False,
+            }
+        ),
         LocalCluster(
             n_workers=resources.workers,
             threads_per_worker=1,  # one task at a time per worker process
