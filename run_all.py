@@ -21,11 +21,17 @@ from harness.grid import check_before_training, progress_counts
 from harness.plan import load_search_summary, tuned_arm
 from harness.specs import load_specs, spec_names
 from harness.store import RunStore
-from harness.tuning import DEFAULT_EPOCH_CAP, SearchSettings, finished_count, open_study, run_search
+from harness.tuning import (
+    DEFAULT_EPOCH_CAP,
+    SEARCH_SEED,
+    SearchSettings,
+    finished_count,
+    open_study,
+    run_search,
+)
 
 FULL = {"trials": 40, "retrain_seeds": 5, "search_epochs": DEFAULT_EPOCH_CAP}
 QUICK = {"seeds": 2, "epochs": 2, "trials": 6, "retrain_seeds": 2, "search_epochs": 2}
-SEARCH_SEED = 0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

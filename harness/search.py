@@ -19,7 +19,13 @@ import json
 from harness import cli, report, study
 from harness.plan import Plan, arm_from_spec, tuned_arm
 from harness.specs import REFERENCE, load_spec
-from harness.tuning import DEFAULT_EPOCH_CAP, DEFAULT_STUDY, SearchSettings, run_search
+from harness.tuning import (
+    DEFAULT_EPOCH_CAP,
+    DEFAULT_STUDY,
+    SEARCH_SEED,
+    SearchSettings,
+    run_search,
+)
 
 
 def add_search_args(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         help=f"cap on a trial's epochs (default {DEFAULT_EPOCH_CAP}); given, the reference "
         "is also re-trained for at most this many epochs, so that the two compare",
     )
-    parser.add_argument("--seed", type=cli.non_negative_int, default=0, help="trial seed")
+    parser.add_argument(
+        "--seed",
+        type=cli.non_negative_int,
+        default=SEARCH_SEED,
+        help=f"the trials' training seed (default {SEARCH_SEED:,}, which no arm uses)",
+    )
     parser.add_argument("--reports-dir", help="where reports go (default: ./reports)")
     cli.add_worker_args(parser)
     cli.add_common_args(parser)

@@ -16,7 +16,7 @@ from harness.executor import Resources
 from harness.grid import check_before_training, progress_counts, run_engine, run_tasks
 from harness.plan import TUNED, Plan, update_plan
 from harness.specs import REFERENCE
-from harness.store import RunStore
+from harness.store import RunKey, RunStore
 
 
 def engine_of(resources: Resources) -> str:
@@ -83,7 +83,7 @@ def pilot_accuracies(
         r["seed"]: r["metrics"]["test_accuracy"]
         for r in records
         if r["config_hash"] == config_hash
-        and r["engine"] == plan.engine
+        and RunKey.of(r).engine == plan.engine
         and r["status"] == "ok"
         and r["seed"] < n0
     }
