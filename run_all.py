@@ -17,18 +17,12 @@ import dataclasses
 from tqdm import tqdm
 
 from harness import ablate, cli, report, search, study
-from harness.grid import check_before_training, progress_counts
+from harness.grid import check_before_training, progress_counts, run_engine
 from harness.plan import load_search_summary, tuned_arm
 from harness.specs import load_specs, spec_names
 from harness.store import RunStore
-from harness.tuning import (
-    DEFAULT_EPOCH_CAP,
-    SEARCH_SEED,
-    SearchSettings,
-    finished_count,
-    open_study,
-    run_search,
-)
+from harness.study import SearchSettings, run_search
+from harness.tuning import DEFAULT_EPOCH_CAP, SEARCH_SEED, finished_count, open_study
 
 FULL = {"trials": 40, "retrain_seeds": 5, "search_epochs": DEFAULT_EPOCH_CAP}
 QUICK = {"seeds": 2, "epochs": 2, "trials": 6, "retrain_seeds": 2, "search_epochs": 2}
@@ -79,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = SearchSettings(
         args.study, args.storage, args.trials, args.search_epochs, SEARCH_SEED, args.timeout
     )
-    plan = ablate.plan_for(specs, args, study.engine_of(resources))
+    plan = ablate.plan_for(specs, args, run_engine(resources))
     if "ablations" not in stages:
         plan = dataclasses.replace(plan, arms={"reference": plan.reference})
     with tqdm(desc="study", unit="step", dynamic_ncols=True) as bar:
@@ -88,12 +82,11 @@ def main(argv: list[str] | None = None) -> int:
             done = min(args.trials, finished_count(open_study(*_study_args(settings, args))))
             _count(bar, store, plan, resources, done, args.trials + args.retrain_seeds)
             summary = run_search(settings, results_dir, resources, plan.reference.config, bar)
-            plan = dataclasses.replace(plan, search=_search_settings(settings, summary))
+            plan = dataclasses.replace(plan, search=settings.describe(summary))
             if args.retrain_seeds:
                 plan = plan.with_arm(tuned_arm(summary, list(range(args.retrain_seeds))))
         elif summary := load_search_summary(results_dir):
             plan = plan.with_arm(tuned_arm(summary, list(range(args.retrain_seeds))))
-        _count(bar, store, plan, resources, args.trials, args.trials)
         # One grid for the ablations and the tuned network: the workers stay busy to the end.
         new = study.run(plan, results_dir, resources, "study", bar)
     return report.finish(
@@ -105,12 +98,9 @@ def _study_args(settings: SearchSettings, args: argparse.Namespace) -> tuple:
     return settings.study, settings.storage_url(cli.results_dir(args)), settings.sampler_seed()
 
 
-def _search_settings(settings: SearchSettings, summary: dict) -> dict:
-    return dataclasses.asdict(settings) | {"storage": summary["storage"]}
-
-
 def _count(bar: tqdm, store, plan, resources, steps_done: int, steps: int) -> None:
-    """The bar's total and position: the grid's runs plus the search's steps."""
+    """The bar's total and position: the grid's runs plus the search's steps (study.run sets
+    the total again once the grid's runs are known)."""
     runs, runs_done = progress_counts(plan.tasks(), store, resources)
     bar.total, bar.n = runs + steps, runs_done + steps_done
     bar.refresh()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from harness import cli, report, study
+from harness.grid import run_engine
 from harness.plan import DEFAULT_MARGIN, Design, Plan, arm_from_spec
 from harness.specs import REFERENCE, Spec, SpecError, every_spec, load_spec, load_specs, spec_names
 
@@ -81,6 +82,8 @@ def plan_for(specs: list[Spec], args: argparse.Namespace, engine: str) -> Plan:
     """The arms asked for, the reference on every seed any of them uses."""
     if args.until_decided and args.pilot_seeds < 2:
         raise cli.UserError("--pilot-seeds: the pilot needs at least 2 seeds to measure spread")
+    if args.until_decided and (args.seeds or args.seed_list):
+        raise cli.UserError("--until-decided chooses the seeds: leave out --seeds/--seed-list")
     if args.until_decided and args.max_seeds < args.pilot_seeds:
         raise cli.UserError("--max-seeds must be at least --pilot-seeds")
     arms = {REFERENCE: arm_from_spec(load_spec(REFERENCE), [], args.epochs)}
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     resources = cli.resources(args)
     results_dir = cli.results_dir(args)
     new = study.run(
-        plan_for(specs, args, study.engine_of(resources)), results_dir, resources, "ablations"
+        plan_for(specs, args, run_engine(resources)), results_dir, resources, "ablations"
     )
     return report.finish(
         results_dir,

@@ -79,7 +79,7 @@ def load_study_data(results_dir: Path) -> StudyData:
     for record in store.records():
         row = {k: v for k, v in record.items() if k != "metrics"}
         row.update(record.get("metrics", {}))
-        row["path"] = store.path(_key(record)).name
+        row["path"] = store.path(RunKey.of(record)).name
         rows.append(row)
     return StudyData(
         load_plan(results_dir),
@@ -88,10 +88,6 @@ def load_study_data(results_dir: Path) -> StudyData:
         store.corrupt_count(),
         Path(results_dir),
     )
-
-
-def _key(record: dict[str, Any]) -> RunKey:
-    return RunKey.of(record)
 
 
 def correct_matrix(runs: pd.DataFrame) -> np.ndarray:
@@ -157,9 +153,11 @@ def paired_comparison(data: StudyData, label: str) -> dict[str, Any]:
     d = (variant["test_accuracy"] - reference["test_accuracy"]).to_numpy(dtype=float)
     n, margin = len(d), plan.margin
     sd = float(np.std(d, ddof=1)) if n > 1 else math.nan
-    planned = plan.design is not None and label != TUNED
-    if planned and n >= plan.design.pilot_seeds:
-        stein = design.stein_test(d, plan.design.pilot_seeds, margin)
+    pilot = (variant["seed"] < plan.design.pilot_seeds).to_numpy() if plan.design else None
+    if plan.design is not None and label != TUNED and pilot.sum() >= 2:
+        # Stein: the pilot's pairs (the seeds the seed count was planned from) give the spread
+        pilot_first = np.concatenate([d[pilot], d[~pilot]])
+        stein = design.stein_test(pilot_first, int(pilot.sum()), margin)
         estimate, ci = stein.mean, (stein.ci_low, stein.ci_high)
         p_difference, p_equivalence = stein.p_difference, stein.p_equivalence
     else:

@@ -44,20 +44,6 @@ class SteinResult(NamedTuple):
     p_equivalence: float  # TOST, H0: |Δ| ≥ margin
 
 
-class Decision(NamedTuple):
-    n: int
-    mean: float
-    ci_low: float
-    ci_high: float
-    p_difference: float
-    p_difference_holm: float
-    p_equivalence: float
-    p_equivalence_holm: float
-    verdict: str
-    minimum_detectable_effect: float  # ordinary paired t on all n seeds, at alpha / family size
-    seeds_needed: int | None  # for an effect of margin, same test; None without a spread
-
-
 def planned_seeds(
     pilot_sd: float,
     n0: int = PILOT_SEEDS,
@@ -113,48 +99,6 @@ def verdict(
     if p_equivalence_holm < alpha:
         return "equivalent"
     return "inconclusive"
-
-
-def decide_family(
-    arms: Mapping[str, Sequence[float]],
-    n0: int = PILOT_SEEDS,
-    margin: float = MARGIN,
-    alpha: float = ALPHA,
-    power: float = POWER,
-    confidence: float = stats.CONFIDENCE,
-) -> dict[str, Decision]:
-    """Stein's test per arm, Holm over the arms (separately for the difference and for the TOST
-    p-values), a verdict per arm, and what the seeds could detect.
-
-    The minimum detectable effect and the seeds needed for |Δ| = margin are for the ordinary
-    paired t-test on all n seeds at alpha / len(arms) (Holm's strictest step) and the given power:
-    a planning aid for the next study, not part of the verdict.
-    """
-    results = {name: stein_test(d, n0, margin, confidence) for name, d in arms.items()}
-    names = list(results)
-    p_difference_holm = stats.holm([results[name].p_difference for name in names])
-    p_equivalence_holm = stats.holm([results[name].p_equivalence for name in names])
-    level = alpha / max(1, len(names))
-    decisions = {}
-    for name, p_diff_holm, p_eq_holm in zip(
-        names, p_difference_holm, p_equivalence_holm, strict=True
-    ):
-        result, d = results[name], np.asarray(arms[name], dtype=float)
-        sd = float(np.std(d, ddof=1)) if len(d) > 1 else stats.NAN
-        decisions[name] = Decision(
-            n=len(d),
-            mean=result.mean,
-            ci_low=result.ci_low,
-            ci_high=result.ci_high,
-            p_difference=result.p_difference,
-            p_difference_holm=p_diff_holm,
-            p_equivalence=result.p_equivalence,
-            p_equivalence_holm=p_eq_holm,
-            verdict=verdict(result.mean, p_diff_holm, p_eq_holm, alpha),
-            minimum_detectable_effect=stats.minimum_detectable_effect(sd, len(d), level, power),
-            seeds_needed=stats.seeds_needed(sd, margin, level, power) if sd > 0 else None,
-        )
-    return decisions
 
 
 def simulate_error_rates(

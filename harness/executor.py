@@ -116,7 +116,7 @@ def cluster(resources: Resources) -> Iterator[Client]:
             n_workers=resources.workers,
             threads_per_worker=1,  # one task at a time per worker process
             processes=True,
-            dashboard_address=":0" if importlib.util.find_spec("bokeh") else None,
+            dashboard_address=":0",  # any free port: never "8787 is already in use"
             silence_logs=logging.ERROR,
         ) as local,
         Client(local) as client,

@@ -89,7 +89,12 @@ def run_tasks(
     pending.sort(key=lambda task: estimated_work(task.config), reverse=True)
     with claimed(pending, store, resources) as (mine, elsewhere):
         if elsewhere:
-            _write(bar, f"{len(elsewhere)} run(s) are being trained by another command: skipped")
+            locks = ", ".join(store.path(task_key(t, resources)).stem for t in elsewhere[:3])
+            _write(
+                bar,
+                f"{len(elsewhere)} run(s) are being trained by another command, skipped "
+                f"({locks}{', …' if len(elsewhere) > 3 else ''}: see their .lock files)",
+            )
         if not mine:
             return []
         if resources.stacked:

@@ -184,14 +184,19 @@ def search_page(data: StudyData, frame: pd.DataFrame) -> str:
     counts = search["counts"]
     importances = search.get("importances")
     seconds = search.get("wall_seconds")
+    settings = data.plan.search
+    cap = settings.get("epoch_cap", search["config"]["epochs"])
+    rungs = ", ".join(str(3**k) for k in range(5) if 3**k < cap)  # min_resource 1, factor 3
     return join(
         [
             "# Hyperparameter search",
-            f"Optuna study `{search['study']}` (storage `{search['storage']}`), TPE sampler; a "
-            "successive-halving pruner lets a trial go on past epochs 1, 3 and 9 only if its "
-            "validation accuracy is in the best third of the trials that reached that epoch. "
-            "The first trial is the reference. The objective is one run's best validation "
-            "accuracy (seed 0); the test set is not read.",
+            f"Optuna study `{search['study']}` (storage `{search['storage']}`), TPE sampler "
+            f"({settings.get('sampler', 'seed not recorded')}); a successive-halving pruner "
+            f"lets a trial go on past epochs {rungs} only if its validation accuracy is in the "
+            "best third of the trials that reached that epoch. The first trial is the "
+            f"reference, its epochs capped at {cap}. The objective is one run's best "
+            f"validation accuracy (training seed {settings.get('seed', 'not recorded')}, which "
+            "no arm uses); the test set is not read.",
             f"Trials: {counts.get('complete', 0)} complete, {counts.get('pruned', 0)} pruned, "
             f"{counts.get('fail', 0)} failed. Best validation accuracy "
             f"**{pct(search['best_value'])}** (trial {search['best_trial']}). From the first "

@@ -16,12 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import UserError
 from harness.config import Config, config_from_dict
 from harness.specs import REFERENCE, Spec
 
 PLAN_FILE = "plan.json"
 TUNED = "tuned"
 DEFAULT_MARGIN = 0.001  # 0.1 percentage points: the smallest accuracy difference that matters
+
+
+class PlanError(UserError):
+    pass
+
+
+def _differences(old: Config, new: Config) -> str:
+    a, b = old.to_dict(), new.to_dict()
+    return ", ".join(f"{key} {a[key]} → {b[key]}" for key in a if a[key] != b[key])
 
 
 @dataclass(frozen=True)
@@ -66,11 +76,29 @@ class Plan:
         return self.arms[REFERENCE]
 
     def merged_into(self, older: Plan | None) -> Plan:
-        """This plan's arms over an older plan's (same label: this one wins; the reference gets
-        every seed any arm uses)."""
-        if older is None or older.engine != self.engine:
+        """This plan's arms over an older plan's: an arm of the same config keeps every seed
+        either asked for, a changed config replaces the arm; the reference gets every seed any
+        arm uses. A different engine or reference would pair runs that do not compare."""
+        if older is None:
             return self.with_reference_seeds()
-        arms = {**older.arms, **self.arms}
+        if older.engine != self.engine:
+            raise PlanError(
+                f"its study was trained with engine {older.engine}, this command's is "
+                f"{self.engine} (device, threads per run, stacking): pass the same --workers/"
+                "--threads/--device/--stack, or another --results-dir"
+            )
+        changes = _differences(older.reference.config, self.reference.config)
+        if changes:
+            raise PlanError(
+                f"its reference differs from this command's ({changes}): pass another "
+                "--results-dir for this study"
+            )
+        arms = dict(older.arms)
+        for label, arm in self.arms.items():
+            if label in arms and arms[label].config == arm.config:
+                seeds = sorted(set(arms[label].seeds) | set(arm.seeds))
+                arm = dataclasses.replace(arm, seeds=tuple(seeds))
+            arms[label] = arm
         return dataclasses.replace(
             self,
             arms=arms,
@@ -84,15 +112,11 @@ class Plan:
         others = {k: v for k, v in self.arms.items() if k != REFERENCE}
         return dataclasses.replace(self, arms={REFERENCE: reference, **others})
 
-    def tasks(self, labels: list[str] | None = None) -> list[Task]:
-        """Every (arm, seed) run, the reference's first; only the named arms if given (the
-        reference's seeds are then those the named arms use)."""
-        chosen = [a for a in self.arms.values() if labels is None or a.label in labels]
-        seeds = sorted({s for arm in chosen for s in arm.seeds})
-        tasks = [Task(REFERENCE, self.reference.config, s) for s in seeds]
-        for arm in chosen:
-            if arm.label != REFERENCE:
-                tasks += [Task(arm.label, arm.config, s) for s in arm.seeds]
+    def tasks(self) -> list[Task]:
+        """Every (arm, seed) run, the reference's first."""
+        tasks = []
+        for arm in self.arms.values():
+            tasks += [Task(arm.label, arm.config, seed) for seed in arm.seeds]
         return tasks
 
     def with_arm(self, arm: Arm) -> Plan:
@@ -152,7 +176,10 @@ def save_plan(plan: Plan, results_dir: Path) -> Path:
 
 def update_plan(plan: Plan, results_dir: Path) -> Plan:
     """Merges the plan into the saved one and saves the result."""
-    merged = plan.merged_into(load_plan(results_dir))
+    try:
+        merged = plan.merged_into(load_plan(results_dir))
+    except PlanError as error:
+        raise PlanError(f"{Path(results_dir) / PLAN_FILE}: {error}") from None
     save_plan(merged, results_dir)
     return merged
 

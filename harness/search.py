@@ -13,19 +13,14 @@ reference on the same seeds, and reported like any ablation.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 from harness import cli, report, study
+from harness.grid import run_engine
 from harness.plan import Plan, arm_from_spec, tuned_arm
 from harness.specs import REFERENCE, load_spec
-from harness.tuning import (
-    DEFAULT_EPOCH_CAP,
-    DEFAULT_STUDY,
-    SEARCH_SEED,
-    SearchSettings,
-    run_search,
-)
+from harness.study import SearchSettings, run_search
+from harness.tuning import DEFAULT_EPOCH_CAP, DEFAULT_STUDY, SEARCH_SEED
 
 
 def add_search_args(parser: argparse.ArgumentParser) -> None:
@@ -93,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the reference is re-trained for {epochs} epochs, the search's cap")
     plan = Plan(
         {REFERENCE: arm_from_spec(reference, seeds, epochs)},
-        study.engine_of(resources),
-        search=dataclasses.asdict(settings) | {"storage": summary["storage"]},
+        run_engine(resources),
+        search=settings.describe(summary),
     ).with_arm(tuned_arm(summary, seeds))
     study.run(plan, results_dir, resources, "tuned re-training")
     return report.finish(results_dir, report.resolve_reports_dir(args.reports_dir), ["tuned"])

@@ -97,25 +97,11 @@ def paired_difference_ci(
 
 def paired_t_pvalue(variant: list[float], reference: list[float]) -> float:
     d = _differences(variant, reference)
-    if len(d) < 2 or np.ptp(d) == 0:
+    if len(d) < 2:
         return NAN
+    if np.ptp(d) == 0:  # no spread: identical runs differ by nothing, else t is undefined
+        return 1.0 if d[0] == 0 else NAN
     return float(stats.ttest_1samp(d, 0.0).pvalue)
-
-
-def wilcoxon_pvalue(variant: list[float], reference: list[float]) -> float:
-    """Two-sided Wilcoxon signed-rank p-value; NaN below WILCOXON_MIN_N or all-zero differences."""
-    d = _differences(variant, reference)
-    if len(d) < WILCOXON_MIN_N or not np.any(d):
-        return NAN
-    return float(stats.wilcoxon(d).pvalue)
-
-
-def cohens_dz(variant: list[float], reference: list[float]) -> float:
-    """Paired effect size: mean difference over the standard deviation of the differences."""
-    d = _differences(variant, reference)
-    if len(d) < 2 or np.std(d, ddof=1) == 0:
-        return NAN
-    return float(d.mean() / np.std(d, ddof=1))
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -129,20 +115,16 @@ def holm(pvalues: list[float]) -> list[float]:
     return adjusted
 
 
-def binomial_ci(successes: int, trials: int, confidence: float = CONFIDENCE) -> Interval:
-    """A single run's accuracy on a test set with a Wilson score interval."""
-    interval = stats.binomtest(successes, trials).proportion_ci(confidence, method="wilson")
-    return Interval(successes / trials, float(interval.low), float(interval.high))
-
-
 def tost_pvalue(differences: list[float], margin: float) -> float:
     """Paired TOST p-value for |mean difference| < margin: the larger of two one-sided t-tests.
 
     A small p says the difference is within ±margin, which "not significant" never says.
     """
     d = np.asarray(differences, dtype=float)
-    if len(d) < 2 or np.ptp(d) == 0:
+    if len(d) < 2:
         return NAN
+    if np.ptp(d) == 0:  # no spread: the same difference every time, inside the margin or not
+        return 0.0 if abs(d[0]) < margin else 1.0
     above_lower = stats.ttest_1samp(d, -margin, alternative="greater").pvalue
     below_upper = stats.ttest_1samp(d, margin, alternative="less").pvalue
     return float(max(above_lower, below_upper))

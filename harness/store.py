@@ -140,8 +140,7 @@ class RunStore:
         owner = f"{socket.gethostname()} {os.getpid()}"
         for _ in range(2):
             try:
-                with open(lock, "x") as handle:
-                    handle.write(owner)
+                _create_with(lock, owner)
                 break
             except FileExistsError:
                 if _holder_alive(lock):
@@ -155,6 +154,17 @@ class RunStore:
             yield True
         finally:
             lock.unlink(missing_ok=True)
+
+
+def _create_with(path: Path, text: str) -> None:
+    """Creates path holding text, atomically: a reader never sees it empty (os.link fails with
+    FileExistsError where the path exists)."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".partial", delete=False) as f:
+        f.write(text)
+    try:
+        os.link(f.name, path)
+    finally:
+        os.unlink(f.name)
 
 
 def _holder_alive(lock: Path) -> bool:

@@ -1,26 +1,42 @@
-"""Trains a plan: every arm over its seeds, or seeds until decided (a pilot, then the seeds the
-pilot's spread says each arm needs). The plan is saved with the results before anything trains.
+"""Runs a study: a plan's arms over their seeds, or seeds until decided (a pilot, then the seeds
+the pilot's spread says each arm needs); and the search, here or on Dask workers. The plan is
+saved with the results before anything trains.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
+from optuna.trial import TrialState
 from tqdm import tqdm
 
-from harness import design
-from harness.executor import Resources
-from harness.grid import check_before_training, progress_counts, run_engine, run_tasks
-from harness.plan import TUNED, Plan, update_plan
+from harness import UserError, design
+from harness.config import Config
+from harness.data import load_mnist, resolve_data_dir, split
+from harness.executor import KilledWorker, Resources, cluster, worker_lost, worker_mnist
+from harness.grid import check_before_training, progress_counts, run_tasks
+from harness.plan import SEARCH_SUMMARY_FILE, TUNED, Plan, update_plan
 from harness.specs import REFERENCE
 from harness.store import RunKey, RunStore
-
-
-def engine_of(resources: Resources) -> str:
-    return run_engine(resources)
+from harness.training import resolve_device
+from harness.tuning import (
+    DEFAULT_EPOCH_CAP,
+    DEFAULT_STUDY,
+    SEARCH_SEED,
+    best_value,
+    finished_count,
+    open_study,
+    optimize,
+    start_from_reference,
+    summarize,
+)
 
 
 def run(
@@ -41,9 +57,11 @@ def run(
         new = []
     update_plan(plan, results_dir)
     tasks = plan.tasks()
-    if bar is not None:
-        return new + run_tasks(tasks, store, resources, bar)
     total, done = progress_counts(tasks, store, resources)
+    if bar is not None:  # a caller's bar (run_all's): what is left to train is added to it
+        bar.total = bar.n + total - done
+        bar.refresh()
+        return new + run_tasks(tasks, store, resources, bar)
     with tqdm(total=total, initial=done, desc=description, unit="run", dynamic_ncols=True) as own:
         return new + run_tasks(tasks, store, resources, own)
 
@@ -87,3 +105,140 @@ def pilot_accuracies(
         and r["status"] == "ok"
         and r["seed"] < n0
     }
+
+
+# ---------------------------------------------------------------- running a search
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    study: str = DEFAULT_STUDY
+    storage: str | None = None  # None: SQLite in the results folder
+    trials: int = 40
+    epoch_cap: int = DEFAULT_EPOCH_CAP
+    seed: int = SEARCH_SEED  # the trials' training seed, and the sampler's in a serial search
+    timeout: float | None = None
+
+    def storage_url(self, results_dir: Path) -> str:
+        # relative to the working directory, as --results-dir is
+        return self.storage or f"sqlite:///{Path(results_dir) / 'search.db'}"
+
+    def describe(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """The settings as the plan keeps them: the storage without its password."""
+        return dataclasses.asdict(self) | {
+            "storage": summary["storage"],
+            "sampler": "unseeded (a shared storage)" if self.storage else f"seed {self.seed}",
+        }
+
+    def sampler_seed(self, worker: int = 0) -> int | None:
+        """A shared storage gets unseeded samplers (see open_study); each local worker its own
+        seed, else their first, random trials would be the same."""
+        return None if self.storage else self.seed + worker
+
+
+def run_search(
+    settings: SearchSettings,
+    results_dir: Path,
+    resources: Resources,
+    base: Config,
+    bar: tqdm | None = None,
+) -> dict[str, Any]:
+    """Searches until the study holds settings.trials finished trials and saves its summary,
+    which names the tuned config. A rerun of a finished search starts no worker."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a Ctrl-C'd trial is no traceback
+    if resources.scheduler and not settings.storage:
+        raise UserError(
+            "a search on a Dask cluster needs --storage postgresql://… that every worker can "
+            "reach (the default SQLite file lives on this machine only)"
+        )
+    check_before_training(RunStore(results_dir), resources)
+    storage = settings.storage_url(results_dir)
+    study = open_study(settings.study, storage, settings.sampler_seed())
+    finished = finished_count(study)
+    if finished < settings.trials:
+        own = bar is None
+        bar = bar or tqdm(total=settings.trials, initial=finished, desc="search", unit="trial")
+        try:
+            if resources.distributed:
+                _optimize_on_cluster(study, storage, settings, resources, base, bar)
+            else:
+                data = split(
+                    load_mnist(resolve_data_dir(resources.data_dir)), base.val_size, settings.seed
+                )
+                optimize(
+                    study,
+                    data,
+                    base,
+                    settings.trials,
+                    settings.epoch_cap,
+                    settings.seed,
+                    resolve_device(resources.device),
+                    settings.timeout,
+                    bar,
+                )
+        finally:
+            if own:
+                bar.close()
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise UserError(f"study {settings.study!r} has no complete trial yet")
+    summary = summarize(study, storage)
+    (Path(results_dir) / SEARCH_SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _optimize_on_cluster(study, storage, settings, resources, base, bar) -> None:
+    """One long task per worker, all sharing the study through its storage, as separate machines
+    would. Trial order then depends on timing: a parallel search is not reproducible trial for
+    trial, a serial one is."""
+    seen = min(finished_count(study), settings.trials)
+    start_from_reference(study, base, settings.epoch_cap)  # once, before the workers race
+    with cluster(resources) as client:
+        futures = [
+            client.submit(
+                _search_on_worker,
+                settings,
+                storage,
+                settings.sampler_seed(worker),
+                resources,
+                base,
+                key=f"search-{settings.study}-worker{worker}-{time.time_ns()}",
+            )
+            for worker in range(resources.workers)
+        ]
+        try:
+            while not all(f.done() for f in futures):
+                time.sleep(1.0)
+                now = min(finished_count(study), settings.trials)  # one in flight may add one
+                bar.update(now - seen)
+                seen = now
+                best = best_value(study)
+                bar.set_postfix_str(
+                    f"search, {resources.workers} workers, best val acc "
+                    + ("n/a" if best is None else f"{100 * best:.2f}%")
+                )
+            for future in futures:
+                future.result()  # a worker's error is raised here
+        except KilledWorker as error:
+            raise worker_lost("a search worker", error) from error
+
+
+def _search_on_worker(
+    settings: SearchSettings,
+    storage: str,
+    sampler_seed: int | None,
+    resources: Resources,
+    base: Config,
+) -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = open_study(settings.study, storage, sampler_seed)
+    data = split(worker_mnist(resources.data_dir, resources.threads), base.val_size, settings.seed)
+    optimize(
+        study,
+        data,
+        base,
+        settings.trials,
+        settings.epoch_cap,
+        settings.seed,
+        resolve_device(resources.device),
+        settings.timeout,
+    )

@@ -14,10 +14,6 @@ as the arm "tuned", which the reports compare with the reference like any ablati
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -28,12 +24,8 @@ from tqdm import tqdm
 
 from harness import UserError
 from harness.config import Config
-from harness.data import Split, load_mnist, resolve_data_dir, split
-from harness.executor import KilledWorker, Resources, cluster, worker_lost, worker_mnist
-from harness.grid import check_before_training
-from harness.plan import SEARCH_SUMMARY_FILE
-from harness.store import RunStore
-from harness.training import fit, resolve_device
+from harness.data import Split
+from harness.training import fit
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 DEFAULT_STUDY = "mlp"
@@ -135,7 +127,9 @@ def open_study(name: str, storage: str, seed: int | None) -> optuna.Study:
 def _create_study(name: str, storage: str, seed: int | None) -> optuna.Study:
     return optuna.create_study(
         study_name=name,
-        storage=storage,
+        # A trial whose worker was killed (Ctrl-C, SIGKILL) sends no more heartbeats: the next
+        # trial to start marks it failed instead of leaving it RUNNING, a lie to the sampler.
+        storage=optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=120),
         direction="maximize",
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True),
@@ -181,7 +175,7 @@ def optimize(
         now = finished_count(study)
         if bar is not None:
             bar.update(now - seen)
-            best = _best_value(study)
+            best = best_value(study)
             bar.set_postfix_str(
                 f"search trial {trial.number}, best val acc "
                 + ("n/a" if best is None else f"{100 * best:.2f}%")
@@ -197,7 +191,7 @@ def optimize(
     )
 
 
-def _best_value(study: optuna.Study) -> float | None:
+def best_value(study: optuna.Study) -> float | None:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return max(t.value for t in complete) if complete else None
 
@@ -249,133 +243,3 @@ def _redacted(storage: str) -> str:
         return make_url(storage).render_as_string(hide_password=True)
     except sqlalchemy.exc.ArgumentError:
         return "(an unparsable URL)"
-
-
-# ---------------------------------------------------------------- running a search
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    study: str = DEFAULT_STUDY
-    storage: str | None = None  # None: SQLite in the results folder
-    trials: int = 40
-    epoch_cap: int = DEFAULT_EPOCH_CAP
-    seed: int = SEARCH_SEED  # the trials' training seed, and the sampler's in a serial search
-    timeout: float | None = None
-
-    def storage_url(self, results_dir: Path) -> str:
-        # relative to the working directory, as --results-dir is
-        return self.storage or f"sqlite:///{Path(results_dir) / 'search.db'}"
-
-    def sampler_seed(self, worker: int = 0) -> int | None:
-        """A shared storage gets unseeded samplers (see open_study); each local worker its own
-        seed, else their first, random trials would be the same."""
-        return None if self.storage else self.seed + worker
-
-
-def run_search(
-    settings: SearchSettings,
-    results_dir: Path,
-    resources: Resources,
-    base: Config,
-    bar: tqdm | None = None,
-) -> dict[str, Any]:
-    """Searches until the study holds settings.trials finished trials and saves its summary,
-    which names the tuned config. A rerun of a finished search starts no worker."""
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a Ctrl-C'd trial is no traceback
-    if resources.scheduler and not settings.storage:
-        raise UserError(
-            "a search on a Dask cluster needs --storage postgresql://… that every worker can "
-            "reach (the default SQLite file lives on this machine only)"
-        )
-    check_before_training(RunStore(results_dir), resources)
-    storage = settings.storage_url(results_dir)
-    study = open_study(settings.study, storage, settings.sampler_seed())
-    finished = finished_count(study)
-    if finished < settings.trials:
-        own = bar is None
-        bar = bar or tqdm(total=settings.trials, initial=finished, desc="search", unit="trial")
-        try:
-            if resources.distributed:
-                _optimize_on_cluster(study, storage, settings, resources, base, bar)
-            else:
-                data = split(
-                    load_mnist(resolve_data_dir(resources.data_dir)), base.val_size, settings.seed
-                )
-                optimize(
-                    study,
-                    data,
-                    base,
-                    settings.trials,
-                    settings.epoch_cap,
-                    settings.seed,
-                    resolve_device(resources.device),
-                    settings.timeout,
-                    bar,
-                )
-        finally:
-            if own:
-                bar.close()
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        raise UserError(f"study {settings.study!r} has no complete trial yet")
-    summary = summarize(study, storage)
-    (Path(results_dir) / SEARCH_SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
-    return summary
-
-
-def _optimize_on_cluster(study, storage, settings, resources, base, bar) -> None:
-    """One long task per worker, all sharing the study through its storage, as separate machines
-    would. Trial order then depends on timing: a parallel search is not reproducible trial for
-    trial, a serial one is."""
-    seen = min(finished_count(study), settings.trials)
-    start_from_reference(study, base, settings.epoch_cap)  # once, before the workers race
-    with cluster(resources) as client:
-        futures = [
-            client.submit(
-                _search_on_worker,
-                settings,
-                storage,
-                settings.sampler_seed(worker),
-                resources,
-                base,
-                key=f"search-{settings.study}-worker{worker}-{time.time_ns()}",
-            )
-            for worker in range(resources.workers)
-        ]
-        try:
-            while not all(f.done() for f in futures):
-                time.sleep(1.0)
-                now = min(finished_count(study), settings.trials)  # one in flight may add one
-                bar.update(now - seen)
-                seen = now
-                best = _best_value(study)
-                bar.set_postfix_str(
-                    f"search, {resources.workers} workers, best val acc "
-                    + ("n/a" if best is None else f"{100 * best:.2f}%")
-                )
-            for future in futures:
-                future.result()  # a worker's error is raised here
-        except KilledWorker as error:
-            raise worker_lost("a search worker", error) from error
-
-
-def _search_on_worker(
-    settings: SearchSettings,
-    storage: str,
-    sampler_seed: int | None,
-    resources: Resources,
-    base: Config,
-) -> None:
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = open_study(settings.study, storage, sampler_seed)
-    data = split(worker_mnist(resources.data_dir, resources.threads), base.val_size, settings.seed)
-    optimize(
-        study,
-        data,
-        base,
-        settings.trials,
-        settings.epoch_cap,
-        settings.seed,
-        resolve_device(resources.device),
-        settings.timeout,
-    )

@@ -101,31 +101,6 @@ def test_verdict():
     assert design.verdict(0.0004, 0.04, 0.04) == "better"  # a small but real difference
 
 
-def test_decide_family_by_hand():
-    rng = np.random.default_rng(6)
-    arms = {
-        "big": list(rng.normal(0.004, 0.001, 12)),
-        "none": list(rng.normal(0.0, 0.0003, 8)),
-        "noisy": list(rng.normal(0.0, 0.003, 5)),
-    }
-    decisions = design.decide_family(arms)
-    raw = [design.stein_test(arms[a]) for a in arms]
-    diff_holm = stats.holm([r.p_difference for r in raw])
-    eq_holm = stats.holm([r.p_equivalence for r in raw])
-    for (name, decision), r, ph, pe in zip(decisions.items(), raw, diff_holm, eq_holm, strict=True):
-        assert decision.n == len(arms[name]) and decision.mean == pytest.approx(r.mean)
-        assert (decision.p_difference_holm, decision.p_equivalence_holm) == pytest.approx((ph, pe))
-        sd = np.std(arms[name], ddof=1)
-        assert decision.minimum_detectable_effect == pytest.approx(
-            stats.minimum_detectable_effect(sd, len(arms[name]), 0.05 / 3)
-        )
-        assert decision.seeds_needed == stats.seeds_needed(sd, DELTA, 0.05 / 3)
-    assert [d.verdict for d in decisions.values()] == ["better", "equivalent", "inconclusive"]
-
-
-# --- the design's error rates, by simulation ----------------------------------------------------
-
-
 def test_family_wise_error_is_at_most_alpha_when_nothing_differs():
     rates = design.simulate_error_rates({a: 0.0 for a in ARMS}, SDS, n_studies=N_STUDIES, seed=1)
     rate, se = report("all Δ = 0", rates, "any_difference")

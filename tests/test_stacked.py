@@ -254,3 +254,16 @@ def test_graphs_need_a_cuda_device(tiny_mnist):
         fit_stacked(TINY, [0], splits(tiny_mnist, TINY, [0]), graphs=True)
     results = fit_stacked(TINY, [0], splits(tiny_mnist, TINY, [0]), graphs=False)
     assert results[0].history  # off is the CPU's default anyway
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_records_equal_the_eager_ones(tiny_mnist):
+    config = dataclasses.replace(TINY, epochs=2)
+    graphs = run_stacked(config, [0, 1, 2], tiny_mnist, device="cuda", graphs=True)
+    eager = run_stacked(config, [0, 1, 2], tiny_mnist, device="cuda", graphs=False)
+    for a, b in zip(graphs, eager, strict=True):
+        histories = [
+            [{k: v for k, v in e.items() if k != "seconds"} for e in r["history"]] for r in (a, b)
+        ]
+        assert histories[0] == histories[1]
+        assert a["test_predictions"] == b["test_predictions"]

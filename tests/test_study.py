@@ -69,3 +69,20 @@ def test_tuned_arm_is_not_part_of_the_planned_family():
     ).with_reference_seeds()
     planned = planned_after_pilot(plan, [])
     assert planned.arms[TUNED].seeds == (0, 1, 2)
+
+
+def test_merging_keeps_seeds_and_refuses_runs_that_would_not_compare(tmp_path):
+    import pytest
+
+    from harness.plan import PlanError
+
+    update_plan(Plan({REFERENCE: REF, NO_BN.label: NO_BN}, "cpu1t"), tmp_path)
+    fewer = dataclasses.replace(NO_BN, seeds=(0,))
+    merged = update_plan(Plan({REFERENCE: REF, NO_BN.label: fewer}, "cpu1t"), tmp_path)
+    assert merged.arms[NO_BN.label].seeds == (0, 1, 2)  # a subset asked later narrows nothing
+    with pytest.raises(PlanError, match="engine cpu1t, this command's is cpu2t"):
+        update_plan(Plan({REFERENCE: REF}, "cpu2t"), tmp_path)
+    short = dataclasses.replace(REF, config=dataclasses.replace(Config(), epochs=3))
+    with pytest.raises(PlanError, match="epochs 15 → 3"):
+        update_plan(Plan({REFERENCE: short}, "cpu1t"), tmp_path)
+    assert load_plan(tmp_path) == merged  # a refused command changes nothing
