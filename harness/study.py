@@ -162,20 +162,8 @@ def run_search(
             if resources.distributed:
                 _optimize_on_cluster(study, storage, settings, resources, base, bar)
             else:
-                data = split(
-                    load_mnist(resolve_data_dir(resources.data_dir)), base.val_size, settings.seed
-                )
-                optimize(
-                    study,
-                    data,
-                    base,
-                    settings.trials,
-                    settings.epoch_cap,
-                    settings.seed,
-                    resolve_device(resources.device),
-                    settings.timeout,
-                    bar,
-                )
+                mnist = load_mnist(resolve_data_dir(resources.data_dir))
+                _optimize(study, mnist, settings, resources, base, bar)
         finally:
             if own:
                 bar.close()
@@ -231,7 +219,13 @@ def _search_on_worker(
 ) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = open_study(settings.study, storage, sampler_seed)
-    data = split(worker_mnist(resources.data_dir, resources.threads), base.val_size, settings.seed)
+    mnist = worker_mnist(resources.data_dir, resources.threads)
+    _optimize(study, mnist, settings, resources, base)
+
+
+def _optimize(study, mnist, settings, resources, base, bar=None) -> None:
+    """Trials on the settings' seed's split until the study holds settings.trials."""
+    data = split(mnist, base.val_size, settings.seed)
     optimize(
         study,
         data,
@@ -241,4 +235,5 @@ def _search_on_worker(
         settings.seed,
         resolve_device(resources.device),
         settings.timeout,
+        bar,
     )
