@@ -1,0 +1,112 @@
+"""K copies of one config's network as batched tensors (weights K × out × in): the stacked
+model that harness.stacked_model trains. Member k starts from seed k's single-run weights."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.config import Config
+from harness.model import build_model
+from harness.seeding import stream_seed
+
+BN_MOMENTUM, BN_EPS = 0.1, 1e-5  # nn.BatchNorm1d's defaults
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}
+
+
+@dataclass
+class _Layer:
+    weight: torch.Tensor  # [K, out, in]
+    bias: torch.Tensor  # [K, out, 1]
+    norm: tuple[torch.Tensor, ...] | None  # γ, β [K, out, 1]; running mean, var [K, out]
+    activation: bool
+    dropout: float
+    drop_offset: int  # first row of this layer's masks in the dropout block
+
+
+class StackedMLP:
+    """K copies of build_model(config)'s network, member k initialized as seed k's single run.
+
+    Activations are feature-major, [K, features, batch]: each layer is one baddbmm, and
+    BatchNorm is one F.batch_norm over K × width channels with no transposing copy.
+    """
+
+    def __init__(self, config: Config, seeds: Sequence[int], device: torch.device) -> None:
+        states = []
+        for seed in seeds:
+            torch.manual_seed(stream_seed(seed, "init"))  # as training.fit
+            states.append(build_model(config).state_dict())
+        self.template = build_model(config)  # the module layout, for unstacking
+        self.state: dict[str, torch.Tensor] = {}  # state_dict key -> stacked tensor
+        for key, value in states[0].items():
+            if key.endswith("num_batches_tracked"):
+                continue
+            stacked = torch.stack([state[key] for state in states]).to(device)
+            if not key.endswith(("running_mean", "running_var")) and value.dim() == 1:
+                stacked = stacked.unsqueeze(-1)  # [K, out, 1]: broadcasts against [K, out, b]
+            self.state[key] = stacked.clone(memory_format=torch.contiguous_format)
+        self.activation = ACTIVATIONS[config.activation]
+        self.layers: list[_Layer] = []
+        self.drop_width = 0
+        for index, module in enumerate(self.template):
+            if isinstance(module, nn.Linear):
+                weight, bias = self.state[f"{index}.weight"], self.state[f"{index}.bias"]
+                self.layers.append(_Layer(weight, bias, None, False, 0.0, 0))
+            elif isinstance(module, nn.BatchNorm1d):
+                self.layers[-1].norm = tuple(
+                    self.state[f"{index}.{name}"]
+                    for name in ("weight", "bias", "running_mean", "running_var")
+                )
+            elif isinstance(module, nn.Dropout):
+                self.layers[-1].dropout, self.layers[-1].drop_offset = module.p, self.drop_width
+                self.drop_width += self.layers[-1].weight.shape[1]  # the layer's width
+            else:
+                self.layers[-1].activation = True
+        self.params = [
+            tensor.requires_grad_()
+            for key, tensor in self.state.items()
+            if not key.endswith(("running_mean", "running_var"))
+        ]
+
+    def forward(
+        self, x: torch.Tensor, training: bool, masks: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits [K, 10, b] of inputs [K, 784, b]; masks [K, dropout widths, b] are the
+        scaled keep-masks of the dropout layers (None: no dropout, as in eval mode)."""
+        h = x
+        for layer in self.layers:
+            h = torch.baddbmm(layer.bias, layer.weight, h)
+            if layer.norm is not None:
+                k, width, b = h.shape
+                gamma, beta, mean, var = layer.norm
+                h = F.batch_norm(
+                    h.view(1, k * width, b),
+                    mean.view(-1),
+                    var.view(-1),
+                    gamma.view(-1),
+                    beta.view(-1),
+                    training,
+                    BN_MOMENTUM,
+                    BN_EPS,
+                ).view(k, width, b)
+            if layer.activation:
+                h = self.activation(h)
+            if layer.dropout > 0 and masks is not None:
+                h = h * masks[:, layer.drop_offset : layer.drop_offset + h.shape[1]]
+        return h
+
+    def member_state(self, k: int, state: dict[str, torch.Tensor] | None = None) -> dict:
+        """Member k's slice of a stacked state as build_model(config)'s state_dict."""
+        state = self.state if state is None else state
+        shapes = self.template.state_dict()
+        out = {}
+        for key, template in shapes.items():
+            if key.endswith("num_batches_tracked"):
+                out[key] = template.clone()
+            else:
+                out[key] = state[key][k].detach().reshape(template.shape).clone()
+        return out
