@@ -235,7 +235,7 @@ def test_the_static_step_the_graph_captures_matches_the_eager_step(tiny_mnist):
     assert static.step_count.item() == 2 * 63
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="capture of CPU tensors fails only without CUDA")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CPU capture fails only without CUDA")
 def test_a_failed_graph_capture_trains_on_eagerly_with_one_warning(tiny_mnist, capsys):
     """Here capture fails (no GPU): one line on stderr, then the same numbers as eager."""
     seeds = [3, 4, 5]
