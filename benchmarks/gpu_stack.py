@@ -6,7 +6,8 @@
    step mode (default K = 1, 8, 32, 128): the seconds per seed-epoch (training and validation,
    the stack's epoch time divided by K; the median of the mode's epochs after its first). Every
    K runs with CUDA graphs (each full batch's step one graph replay); K in --compare-ks (1, 32)
-   also eagerly, on the same stack right after. Then a check that graphs change speed, not
+   also eagerly, on the same stack right after, and (on CUDA) with graphs and the foreach Adam
+   instead of the fused kernel, on a stack of their own. Then a check that graphs change speed, not
    numbers: 2 epochs of a stack of 4 (a member frozen and an lr cut between them), graphed
    and eager, compared. --speed-only stops here.
 2. Arms: the reference and every spec in ablations/*.toml, each trained as one stack of 30
@@ -33,6 +34,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -43,6 +45,7 @@ from harness.model import INPUT_SIZE, NUM_CLASSES, build_model
 from harness.plan import Plan, arm_from_spec, save_plan
 from harness.specs import REFERENCE, load_spec, spec_names
 from harness.stacked import StackedTrainer, run_stacked
+from harness.stacked_adam import foreach_adam
 from harness.store import RunStore
 from harness.training import evaluate, make_optimizer, train_epoch
 
@@ -79,15 +82,23 @@ def release(device: torch.device) -> None:
 
 
 def stacked_seconds(
-    config: Config, mnist: Mnist, k: int, epochs: int, device: torch.device, modes: list[str]
+    config: Config,
+    mnist: Mnist,
+    k: int,
+    epochs: int,
+    device: torch.device,
+    modes: list[str],
+    adam: Callable | None = None,
 ) -> tuple[dict[str, float], float, str]:
     """Per mode, the median seconds of a stack of k's epochs (training and validation) after
     the mode's first, divided by k, the modes timed one after the other on one stack; the
     seconds it took to split the seeds' data and move it to the device; and the mode the last
-    graph-mode epoch actually ran ("static" after a failed capture)."""
+    graph-mode epoch actually ran ("static" after a failed capture). adam: the trainer's Adam
+    replaced (None: the device's, harness.stacked_adam.adam_for)."""
     started = time.perf_counter()
     splits = (split(mnist, config.val_size, seed) for seed in range(k))
     trainer = StackedTrainer(config, range(k), splits, device)
+    trainer.adam = adam or trainer.adam
     synchronize(device)
     setup = time.perf_counter() - started
     seconds, ran = {}, modes[0]
@@ -241,17 +252,23 @@ def main(argv: list[str] | None = None) -> int:
         modes = [graph_mode, "eager"] if k in compare else [graph_mode]
         if args.no_graphs:
             modes = ["eager"]
-        seconds, setup, ran = stacked_seconds(reference, mnist, k, args.speed_epochs, device, modes)
-        for mode, per_seed in seconds.items():
-            label = {"graph": "graphs", "static": "static", "eager": "eager"}[mode]
-            if mode == "graph" and ran != "graph":
-                label = "graphs (capture failed: ran eagerly)"
-            print(
-                f"stacked     K={k:<4d} {label:<7s} {per_seed:.4f} s per seed-epoch  "
-                f"({per_seed * k:.3f} s per stack epoch, {plain / per_seed:.1f}x the plain loop; "
-                f"setup {setup:.1f} s)",
-                flush=True,
+        variants = [("", None)]
+        if k in compare and torch.device(device).type == "cuda":
+            variants.append((", foreach Adam", foreach_adam))  # the fused kernel's gain
+        for adam_label, adam in variants:
+            seconds, setup, ran = stacked_seconds(
+                reference, mnist, k, args.speed_epochs, device, modes[:1] if adam else modes, adam
             )
+            for mode, per_seed in seconds.items():
+                label = {"graph": "graphs", "static": "static", "eager": "eager"}[mode]
+                if mode == "graph" and ran != "graph":
+                    label = "graphs (capture failed: ran eagerly)"
+                print(
+                    f"stacked     K={k:<4d} {label + adam_label:<7s} {per_seed:.4f} s per "
+                    f"seed-epoch ({per_seed * k:.3f} s per stack epoch, "
+                    f"{plain / per_seed:.1f}x the plain loop; setup {setup:.1f} s)",
+                    flush=True,
+                )
     if not args.no_graphs:
         print(f"graph check: {graph_check(reference, mnist, device, graph_mode)}", flush=True)
     print(f"speed section {time.perf_counter() - started:.1f} s", flush=True)

@@ -24,10 +24,11 @@ gradient is its single-run gradient.
 
 A stacked run is a different numeric path from fit, so its records carry the engine
 "<device>-stacked": dropout masks are uniform draws compared with the rate (not nn.Dropout's
-bernoulli_ on the global stream), Adam is torch's formula in foreach ops (not the fused kernel),
-and batched products may sum in another order. Without dropout a K=1 stack follows fit to float
-rounding. A record's "seconds" (and total_seconds) is the stack's wall time divided by K: the
-per-seed cost.
+bernoulli_ on the global stream), Adam is torch's formula with a learning rate per member
+(harness.stacked_adam: foreach ops, or on CUDA one Triton kernel per tensor; not torch's fused
+kernel), and batched products may sum in another order. Without dropout a K=1 stack follows
+fit to float rounding. A record's "seconds" (and total_seconds) is the stack's wall time divided
+by K: the per-seed cost.
 
 On CUDA a step is by default one CUDA graph replay (graphs=True; harness.stacked_model): up to a
 few dozen members a stacked step is still hundreds of small launches. The graph replays the

@@ -20,10 +20,10 @@ from harness.config import Config
 from harness.data import Split, random_shifts
 from harness.model import INPUT_SIZE
 from harness.seeding import generator
+from harness.stacked_adam import adam_for
 from harness.stacked_mlp import StackedMLP
 from harness.training import CPU, EVAL_BATCH
 
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 # Steps of dropout masks drawn at once, per member: one generator call per member every
 # DROPOUT_BLOCK steps instead of one per step and layer. Fixed, so that a member's masks do
 # not depend on K. Memory: K × DROPOUT_BLOCK × batch × (dropout widths) floats.
@@ -74,6 +74,7 @@ class StackedTrainer:
         self.order_generators = [generator(s, "order") for s in self.seeds]
         self.shift_generators = [generator(s, "shift") for s in self.seeds]
         self.dropout_generators = [generator(s, "dropout", device) for s in self.seeds]
+        self.adam = adam_for(device)  # torch.optim.Adam's update, per-member lr
         self.exp_avg = [torch.zeros_like(p) for p in self.net.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.net.params]
         self.steps = 0  # on the host, for num_batches_tracked
@@ -166,7 +167,15 @@ class StackedTrainer:
         # fresh gradients, no .grad to zero: inside a graph they live in its private pool
         grads = list(torch.autograd.grad(loss, self.net.params))
         with torch.no_grad():
-            self._adam_step(grads)
+            self.adam(
+                self.net.params,
+                grads,
+                self.exp_avg,
+                self.exp_avg_sq,
+                self.step_count,
+                self.lr,
+                self.config.weight_decay,
+            )
             self.loss_sum.add_(member_loss, alpha=b)
             self.correct.add_((logits.argmax(1) == y).sum(1))
 
@@ -245,28 +254,6 @@ class StackedTrainer:
                     width = layer.weight.shape[1]
                     rows = self.masks[:, :steps, layer.drop_offset : layer.drop_offset + width]
                     rows.ge_(layer.dropout).mul_(1.0 / (1.0 - layer.dropout))
-
-    def _adam_step(self, grads: list[torch.Tensor]) -> None:
-        """torch.optim.Adam's update (coupled L2, bias correction) with a per-member lr. The
-        step count and bias corrections are device tensors (float64, as Python computes them),
-        updated by the step itself: a graph replays them, where a Python float would be frozen
-        at its captured value."""
-        params = self.net.params
-        beta1, beta2 = ADAM_BETAS
-        if self.config.weight_decay:
-            torch._foreach_add_(grads, params, alpha=self.config.weight_decay)
-        torch._foreach_lerp_(self.exp_avg, grads, 1 - beta1)
-        torch._foreach_mul_(self.exp_avg_sq, beta2)
-        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, 1 - beta2)
-        self.step_count.add_(1)
-        bias_correction2_sqrt = (1 - beta2**self.step_count).sqrt().float()
-        step_size = self.lr * (-1 / (1 - beta1**self.step_count)).float()  # [K, 1, 1]
-        denom = torch._foreach_sqrt(self.exp_avg_sq)
-        torch._foreach_div_(denom, bias_correction2_sqrt)
-        torch._foreach_add_(denom, ADAM_EPS)
-        ratio = torch._foreach_div(self.exp_avg, denom)
-        for p, r in zip(params, ratio, strict=True):
-            p.addcmul_(r, step_size)
 
     def evaluate(
         self, images: torch.Tensor, labels: torch.Tensor
