@@ -6,8 +6,9 @@
    step mode (default K = 1, 8, 32, 128): the seconds per seed-epoch (training and validation,
    the stack's epoch time divided by K; the median of the mode's epochs after its first). Every
    K runs with CUDA graphs (each full batch's step one graph replay); K in --compare-ks (1, 32)
-   also eagerly, on the same stack right after, and (on CUDA) with graphs and the foreach Adam
-   instead of the fused kernel, on a stack of their own. Then a check that graphs change speed, not
+   also eagerly, on the same stack right after, and (on CUDA) with graphs and each of VARIANTS
+   (the foreach Adam instead of the fused kernel; cuDNN's BatchNorm instead of torch's), each
+   on a stack of its own. Then a check that graphs change speed, not
    numbers: 2 epochs of a stack of 4 (a member frozen and an lr cut between them), graphed
    and eager, compared. --speed-only stops here.
 2. Arms: the reference and every spec in ablations/*.toml, each trained as one stack of 30
@@ -81,6 +82,13 @@ def release(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+# what each of the harness's choices for speed is worth: the trainer with that choice undone
+VARIANTS = {
+    ", foreach Adam": lambda trainer: setattr(trainer, "adam", foreach_adam),
+    ", cuDNN BatchNorm": lambda trainer: setattr(trainer.net, "cudnn_batchnorm", True),
+}
+
+
 def stacked_seconds(
     config: Config,
     mnist: Mnist,
@@ -88,17 +96,18 @@ def stacked_seconds(
     epochs: int,
     device: torch.device,
     modes: list[str],
-    adam: Callable | None = None,
+    change: Callable[[StackedTrainer], None] | None = None,
 ) -> tuple[dict[str, float], float, str]:
     """Per mode, the median seconds of a stack of k's epochs (training and validation) after
     the mode's first, divided by k, the modes timed one after the other on one stack; the
     seconds it took to split the seeds' data and move it to the device; and the mode the last
-    graph-mode epoch actually ran ("static" after a failed capture). adam: the trainer's Adam
-    replaced (None: the device's, harness.stacked_adam.adam_for)."""
+    graph-mode epoch actually ran ("static" after a failed capture). change: applied to the
+    trainer before its first epoch (one of VARIANTS)."""
     started = time.perf_counter()
     splits = (split(mnist, config.val_size, seed) for seed in range(k))
     trainer = StackedTrainer(config, range(k), splits, device)
-    trainer.adam = adam or trainer.adam
+    if change is not None:
+        change(trainer)
     synchronize(device)
     setup = time.perf_counter() - started
     seconds, ran = {}, modes[0]
@@ -252,19 +261,25 @@ def main(argv: list[str] | None = None) -> int:
         modes = [graph_mode, "eager"] if k in compare else [graph_mode]
         if args.no_graphs:
             modes = ["eager"]
-        variants = [("", None)]
-        if k in compare and torch.device(device).type == "cuda":
-            variants.append((", foreach Adam", foreach_adam))  # the fused kernel's gain
-        for adam_label, adam in variants:
+        variants = {"": None}
+        if k in compare and device.type == "cuda":
+            variants |= VARIANTS
+        for variant, change in variants.items():
             seconds, setup, ran = stacked_seconds(
-                reference, mnist, k, args.speed_epochs, device, modes[:1] if adam else modes, adam
+                reference,
+                mnist,
+                k,
+                args.speed_epochs,
+                device,
+                modes[:1] if change else modes,
+                change,
             )
             for mode, per_seed in seconds.items():
                 label = {"graph": "graphs", "static": "static", "eager": "eager"}[mode]
                 if mode == "graph" and ran != "graph":
                     label = "graphs (capture failed: ran eagerly)"
                 print(
-                    f"stacked     K={k:<4d} {label + adam_label:<7s} {per_seed:.4f} s per "
+                    f"stacked     K={k:<4d} {label + variant:<7s} {per_seed:.4f} s per "
                     f"seed-epoch ({per_seed * k:.3f} s per stack epoch, "
                     f"{plain / per_seed:.1f}x the plain loop; setup {setup:.1f} s)",
                     flush=True,

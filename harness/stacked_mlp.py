@@ -66,6 +66,9 @@ class StackedMLP:
                 self.drop_width += self.layers[-1].weight.shape[1]  # the layer's width
             else:
                 self.layers[-1].activation = True
+        # BatchNorm through torch's own CUDA kernel: cuDNN's, for one sample of K × width
+        # channels, took 40% of a K = 32 step on an H100 (benchmarks/profile_step.py)
+        self.cudnn_batchnorm = False
         self.params = [
             tensor.requires_grad_()
             for key, tensor in self.state.items()
@@ -78,25 +81,26 @@ class StackedMLP:
         """Logits [K, 10, b] of inputs [K, 784, b]; masks [K, dropout widths, b] are the
         scaled keep-masks of the dropout layers (None: no dropout, as in eval mode)."""
         h = x
-        for layer in self.layers:
-            h = torch.baddbmm(layer.bias, layer.weight, h)
-            if layer.norm is not None:
-                k, width, b = h.shape
-                gamma, beta, mean, var = layer.norm
-                h = F.batch_norm(
-                    h.view(1, k * width, b),
-                    mean.view(-1),
-                    var.view(-1),
-                    gamma.view(-1),
-                    beta.view(-1),
-                    training,
-                    BN_MOMENTUM,
-                    BN_EPS,
-                ).view(k, width, b)
-            if layer.activation:
-                h = self.activation(h)
-            if layer.dropout > 0 and masks is not None:
-                h = h * masks[:, layer.drop_offset : layer.drop_offset + h.shape[1]]
+        with torch.backends.cudnn.flags(enabled=self.cudnn_batchnorm):
+            for layer in self.layers:
+                h = torch.baddbmm(layer.bias, layer.weight, h)
+                if layer.norm is not None:
+                    k, width, b = h.shape
+                    gamma, beta, mean, var = layer.norm
+                    h = F.batch_norm(
+                        h.view(1, k * width, b),
+                        mean.view(-1),
+                        var.view(-1),
+                        gamma.view(-1),
+                        beta.view(-1),
+                        training,
+                        BN_MOMENTUM,
+                        BN_EPS,
+                    ).view(k, width, b)
+                if layer.activation:
+                    h = self.activation(h)
+                if layer.dropout > 0 and masks is not None:
+                    h = h * masks[:, layer.drop_offset : layer.drop_offset + h.shape[1]]
         return h
 
     def member_state(self, k: int, state: dict[str, torch.Tensor] | None = None) -> dict:
