@@ -250,6 +250,24 @@ def other_runs_rows(data: StudyData) -> list[dict]:
     ]
 
 
+def reproducibility(engine: str) -> str:
+    text = (
+        "A record is identified by config, seed and engine (device and thread count): the "
+        "same three on the same machine give bit-identical records (tested). Another "
+        "machine (other CPU flags or math libraries) sums in another order and gives other "
+        "numbers of the same distribution: compare across machines with the intervals, not "
+        "digit by digit."
+    )
+    if engine.startswith("cuda") and engine.endswith("-stacked"):
+        text += (
+            " Stacked on a GPU, the stack size counts too (each record keeps its "
+            "stack_size): a seed trained in a stack of another size may give other numbers "
+            "(seen on an H100; most likely the batched products, whose kernels the library "
+            "picks by the problem's size, the number of members included)."
+        )
+    return text
+
+
 def index_page(data: StudyData, frame: pd.DataFrame, sections: list[tuple[str, str]]) -> str:
     others = other_runs_rows(data)
     return join(
@@ -264,11 +282,7 @@ def index_page(data: StudyData, frame: pd.DataFrame, sections: list[tuple[str, s
             "## Procedure",
             *procedure(data, frame),
             "## Reproducibility",
-            "A record is identified by config, seed and engine (device and thread count): the "
-            "same three on the same machine give bit-identical records (tested). Another "
-            "machine (other CPU flags or math libraries) sums in another order and gives other "
-            "numbers of the same distribution: compare across machines with the intervals, not "
-            "digit by digit.",
+            reproducibility(data.plan.engine),
             "## Flags",
             "\n".join(flags(data, frame)),
             "## Other stored runs",

@@ -314,6 +314,12 @@ def test_parameter_note_names_batchnorm_only_when_it_is():
     assert "(+30)" in claims.parameters_row(data, 569_000)["measured"]
 
 
+def test_stack_size_is_named_only_for_stacked_gpu_runs():
+    assert "stack size" in pages.reproducibility("cuda-stacked")
+    for engine in ("cpu1t", "cuda", "cpu-stacked"):  # a CPU stack is bit-exact whatever K
+        assert "stack size" not in pages.reproducibility(engine)
+
+
 def test_confusion_claim_without_a_tie():
     confusion = np.zeros((10, 10), dtype=int)
     confusion[9, [4, 3, 7]] = [20, 15, 14]
