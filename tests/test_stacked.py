@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 
 import pytest
 import torch
 
+from harness.config import Config
 from harness.data import Split, split
 from harness.stacked import DROPOUT_BLOCK, StackedTrainer, fit_stacked, run_stacked
 from harness.stacked_model import WARMUP_STEPS
@@ -268,3 +270,18 @@ def test_cuda_graph_records_equal_the_eager_ones(tiny_mnist):
         ]
         assert histories[0] == histories[1]
         assert a["test_predictions"] == b["test_predictions"]
+
+
+@pytest.mark.slow
+def test_stacked_reference_matches_single_runs_within_the_seed_spread(real_mnist):
+    """Another numeric path, the same experiment: 5 seeds of the reference (2 epochs) trained
+    as one stack and one by one give mean test accuracies within 3 standard errors."""
+    config = dataclasses.replace(Config(), epochs=2)
+    seeds = range(5)
+    stacked = [r["metrics"]["test_accuracy"] for r in run_stacked(config, seeds, real_mnist)]
+    single = [run(config, seed, real_mnist)["metrics"]["test_accuracy"] for seed in seeds]
+    standard_error = math.sqrt((statistics.variance(stacked) + statistics.variance(single)) / 5)
+    difference = statistics.mean(stacked) - statistics.mean(single)
+    print(f"stacked {stacked}, single {single}: {difference:+.4f} ± {standard_error:.4f}")
+    assert min(stacked + single) > 0.96  # trained, whatever the machine
+    assert abs(difference) <= 3 * standard_error
