@@ -9,6 +9,7 @@ of warm-up; the table sums each kernel's device time over the epoch's 430 steps.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -23,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=32, help="members in the stack")
     parser.add_argument("--rows", type=int, default=15, help="kernels listed")
     args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("profile_step.py: CUDA is not available here: run it on a GPU", file=sys.stderr)
+        return 2
     config = Config()
     mnist = load_mnist(resolve_data_dir())
     splits = (split(mnist, config.val_size, seed) for seed in range(args.k))
