@@ -8,9 +8,9 @@
    K runs with CUDA graphs (each full batch's step one graph replay); K in --compare-ks (1, 32)
    also eagerly, on the same stack right after, and (on CUDA) with graphs and each of VARIANTS
    (the foreach Adam instead of the fused kernel; cuDNN's BatchNorm instead of torch's), each
-   on a stack of its own. Then a check that graphs change speed, not
-   numbers: 2 epochs of a stack of 4 (a member frozen and an lr cut between them), graphed
-   and eager, compared. --speed-only stops here.
+   on a stack of its own. Then a check that graphs change speed, not numbers: 2 epochs of a
+   stack of 4 (a member frozen and an lr cut between them), graphed and eager, compared.
+   --speed-only stops here.
 2. Arms: the reference and every spec in ablations/*.toml, each trained as one stack of 30
    seeds (0-29, --arms-seeds) for 15 epochs; one line per arm with its wall time and mean test
    accuracy, then the total. Every record (harness.training.run's schema plus engine

@@ -20,8 +20,9 @@ import torch
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 FUSED_BLOCK = 1024  # elements per Triton program
+HAS_TRITON = importlib.util.find_spec("triton") is not None
 
-if importlib.util.find_spec("triton") is not None:
+if HAS_TRITON:
     import triton
     import triton.language as tl
 
@@ -135,6 +136,6 @@ def fused_adam(
 def adam_for(device: torch.device):
     """The stacked trainer's Adam on this device: the fused kernel on CUDA when Triton is
     installed, else the foreach ops."""
-    if device.type == "cuda" and importlib.util.find_spec("triton") is not None:
+    if device.type == "cuda" and HAS_TRITON:
         return fused_adam
     return foreach_adam

@@ -30,7 +30,7 @@ from harness.tuning import (
     DEFAULT_EPOCH_CAP,
     DEFAULT_STUDY,
     SEARCH_SEED,
-    best_value,
+    best_text,
     finished_count,
     open_study,
     optimize,
@@ -199,11 +199,7 @@ def _optimize_on_cluster(study, storage, settings, resources, base, bar) -> None
                 now = min(finished_count(study), settings.trials)  # one in flight may add one
                 bar.update(now - seen)
                 seen = now
-                best = best_value(study)
-                bar.set_postfix_str(
-                    f"search, {resources.workers} workers, best val acc "
-                    + ("n/a" if best is None else f"{100 * best:.2f}%")
-                )
+                bar.set_postfix_str(f"search, {resources.workers} workers, {best_text(study)}")
             for future in futures:
                 future.result()  # a worker's error is raised here
         except KilledWorker as error:

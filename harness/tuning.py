@@ -175,11 +175,7 @@ def optimize(
         now = finished_count(study)
         if bar is not None:
             bar.update(now - seen)
-            best = best_value(study)
-            bar.set_postfix_str(
-                f"search trial {trial.number}, best val acc "
-                + ("n/a" if best is None else f"{100 * best:.2f}%")
-            )
+            bar.set_postfix_str(f"search trial {trial.number}, {best_text(study)}")
         seen = now
 
     study.optimize(
@@ -191,9 +187,12 @@ def optimize(
     )
 
 
-def best_value(study: optuna.Study) -> float | None:
+def best_text(study: optuna.Study) -> str:
+    """The best validation accuracy so far, for a progress bar."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return max(t.value for t in complete) if complete else None
+    if not complete:
+        return "best val acc n/a"
+    return f"best val acc {100 * max(t.value for t in complete):.2f}%"
 
 
 def summarize(study: optuna.Study, storage: str) -> dict[str, Any]:

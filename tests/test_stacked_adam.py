@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.util
 
 import pytest
 import torch
@@ -89,7 +88,7 @@ def test_fused_kernel_refuses_non_contiguous_tensors(interpreted):
 def test_the_trainer_uses_the_fused_kernel_on_cuda_only():
     cpu = stacked_adam.adam_for(torch.device("cpu"))
     assert cpu is stacked_adam.foreach_adam
-    if importlib.util.find_spec("triton") is not None:
+    if stacked_adam.HAS_TRITON:
         assert stacked_adam.adam_for(torch.device("cuda")) is stacked_adam.fused_adam
 
 
