@@ -14,6 +14,7 @@ as the arm "tuned", which the reports compare with the reference like any ablati
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any
 
 import optuna
@@ -125,11 +126,15 @@ def open_study(name: str, storage: str, seed: int | None) -> optuna.Study:
 
 
 def _create_study(name: str, storage: str, seed: int | None) -> optuna.Study:
+    # A trial whose worker was killed (Ctrl-C, SIGKILL) sends no more heartbeats: the next
+    # trial to start marks it failed instead of leaving it RUNNING, a lie to the sampler.
+    # Heartbeats are experimental in Optuna 5; chosen knowingly, so not warned of on every open.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=120)
     return optuna.create_study(
         study_name=name,
-        # A trial whose worker was killed (Ctrl-C, SIGKILL) sends no more heartbeats: the next
-        # trial to start marks it failed instead of leaving it RUNNING, a lie to the sampler.
-        storage=optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=120),
+        storage=rdb,
         direction="maximize",
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True),
