@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -114,9 +115,26 @@ def epoch_bar(epochs: int, description: str) -> Iterator[Callable[[dict[str, Any
         yield on_epoch
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: the same clean stop, exit 143."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM stop the command through the same clean path. Set explicitly:
+    a process started in the background by a script inherits SIGINT *ignored*, and Python then
+    leaves it ignored, so `kill -INT` or a CI runner's Ctrl-C would do nothing."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
 def guard(main: Callable[[], int]) -> int:
     """Runs a command's main: bad input is one line on stderr and exit 2, a worker that died
-    exit 3, Ctrl-C exit 130."""
+    exit 3, Ctrl-C exit 130, SIGTERM exit 143."""
+    stop_on_signals()
     try:
         return main()
     except WorkerLost as error:
@@ -125,10 +143,10 @@ def guard(main: Callable[[], int]) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print(
             "\ninterrupted: finished runs and trials are kept; run the same command again to "
             "train only what is missing",
             file=sys.stderr,
         )
-        return 130
+        return 143 if isinstance(interrupt, Terminated) else 130

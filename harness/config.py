@@ -139,5 +139,10 @@ def parse_assignment(assignment: str) -> dict[str, Any]:
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
-    """A stored config (JSON lists for tuples) back as a Config."""
-    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    """A stored config (JSON lists for tuples) back as a Config: every field, each checked."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a table of settings, got {data!r}")
+    missing = [key for key in FIELD_TYPES if key not in data]
+    if missing:
+        raise ConfigError(f"missing {', '.join(missing)}")
+    return with_overrides(Config(), data, source="config")

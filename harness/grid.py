@@ -34,7 +34,7 @@ from harness.executor import (
 from harness.model import INPUT_SIZE, NUM_CLASSES
 from harness.plan import Task
 from harness.stacked import run_stacked, stack_size
-from harness.store import RunKey, RunStore
+from harness.store import RunKey, RunStore, StoreError
 from harness.training import engine, resolve_device, run
 
 
@@ -81,27 +81,41 @@ def check_before_training(store: RunStore, resources: Resources) -> None:
 def run_tasks(
     tasks: list[Task], store: RunStore, resources: Resources, bar: tqdm | None = None
 ) -> list[dict[str, Any]]:
-    """Trains and stores every pending task, longest first; returns the new records."""
+    """Trains and stores every pending task, longest first; returns the new records. Runs that
+    another command is training are waited for (and trained here if it dies without them), so
+    that what follows, a report, sees every run."""
     check_before_training(store, resources)
     store.records()  # sets aside corrupt records, so that their runs count as pending
     pending = pending_tasks(tasks, store, resources)
     # Longest first, so that no worker sits idle at the end waiting for one long run.
     pending.sort(key=lambda task: estimated_work(task.config), reverse=True)
-    with claimed(pending, store, resources) as (mine, elsewhere):
-        if elsewhere:
-            locks = ", ".join(store.path(task_key(t, resources)).stem for t in elsewhere[:3])
-            _write(
-                bar,
-                f"{len(elsewhere)} run(s) are being trained by another command, skipped "
-                f"({locks}{', …' if len(elsewhere) > 3 else ''}: see their .lock files)",
-            )
-        if not mine:
-            return []
-        if resources.stacked:
-            return _run_stacks(mine, store, resources, bar)
-        if resources.distributed:
-            return _run_on_cluster(mine, store, resources, bar)
-        return _run_here(mine, store, resources, bar)
+    records: list[dict[str, Any]] = []
+    while pending:
+        with claimed(pending, store, resources) as (mine, elsewhere):
+            if mine:
+                records += _train(mine, store, resources, bar)
+        if not elsewhere:
+            break
+        locks = ", ".join(store.path(task_key(t, resources)).stem for t in elsewhere[:3])
+        _write(
+            bar,
+            f"waiting for {len(elsewhere)} run(s) that another command is training "
+            f"({locks}{', …' if len(elsewhere) > 3 else ''}: see their .lock files)",
+        )
+        with store.claim(task_key(elsewhere[0], resources), wait=True):
+            pass  # its holder let go: stored by it, or free for us on the next pass
+        pending = pending_tasks(elsewhere, store, resources)
+        if bar is not None:
+            bar.update(len(elsewhere) - len(pending))
+    return records
+
+
+def _train(tasks, store, resources, bar) -> list[dict[str, Any]]:
+    if resources.stacked:
+        return _run_stacks(tasks, store, resources, bar)
+    if resources.distributed:
+        return _run_on_cluster(tasks, store, resources, bar)
+    return _run_here(tasks, store, resources, bar)
 
 
 @contextlib.contextmanager
@@ -160,8 +174,8 @@ def _run_stacks(tasks, store, resources, bar) -> list[dict[str, Any]]:
                 if bar is not None:
                     bar.set_postfix_str(f"{chunk[0].label}: {len(chunk)} seeds stacked")
                 seeds = [task.seed for task in chunk]
-                for record in run_stacked(chunk[0].config, seeds, mnist, chunk[0].label, device):
-                    records.append(_store(record, store, bar))
+                stack = run_stacked(chunk[0].config, seeds, mnist, chunk[0].label, device)
+                records += _store_all(stack, store, bar)
         return records
     finally:
         torch.set_num_threads(previous)
@@ -181,6 +195,14 @@ def _run_on_cluster(tasks, store, resources, bar) -> list[dict[str, Any]]:
         try:
             for future in as_completed(futures):
                 records.append(_store(future.result(), store, bar))
+        except StoreError:
+            # this process stops here: the runs that finished meanwhile are rescued too
+            for future in futures:
+                if future.status == "finished":
+                    record = future.result()
+                    if not store.has(RunKey.of(record)):
+                        store.rescue(record)
+            raise
         except KilledWorker as error:
             raise worker_lost("a run", error) from error
         except KeyboardInterrupt:
@@ -203,6 +225,20 @@ def _train_on_worker(task: Task, resources: Resources) -> dict[str, Any]:
     return run(
         task.config, task.seed, mnist, task.label, resolve_device(resources.device), on_epoch
     )
+
+
+def _store_all(
+    records: list[dict[str, Any]], store: RunStore, bar: tqdm | None
+) -> list[dict[str, Any]]:
+    """Stores records trained together; where the store fails, the rest are rescued too."""
+    for done, record in enumerate(records):
+        try:
+            _store(record, store, bar)
+        except StoreError:
+            for rest in records[done + 1 :]:
+                store.rescue(rest)
+            raise
+    return records
 
 
 def _store(record: dict[str, Any], store: RunStore, bar: tqdm | None) -> dict[str, Any]:

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from harness import UserError
-from harness.config import Config, config_from_dict
+from harness.config import Config, ConfigError, config_from_dict
 from harness.specs import REFERENCE, Spec
+from harness.store import write_json_atomically
 
 PLAN_FILE = "plan.json"
+T = TypeVar("T")
 TUNED = "tuned"
 DEFAULT_MARGIN = 0.001  # 0.1 percentage points: the smallest accuracy difference that matters
 
@@ -142,14 +143,46 @@ class Plan:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
-        arms = {
-            a["label"]: Arm(
-                a["label"], a["description"], config_from_dict(a["config"]), tuple(a["seeds"])
+        """A saved plan, every field's type checked (TypeError, ValueError or ConfigError)."""
+        arms = {}
+        for a in _typed(data["arms"], list, "arms"):
+            seeds = _typed(a["seeds"], list, "seeds")
+            if not all(type(s) is int and s >= 0 for s in seeds):
+                raise ValueError(f"seeds: expected integers ≥ 0, got {seeds}")
+            label = _typed(a["label"], str, "label")
+            description = _typed(a["description"], str, "description")
+            arms[label] = Arm(label, description, config_from_dict(a["config"]), tuple(seeds))
+        if REFERENCE not in arms:
+            raise ValueError("no reference arm")
+        design = data.get("design")
+        if design is not None:
+            design = Design(
+                _typed(design["pilot_seeds"], int, "pilot_seeds"),
+                _typed(design["max_seeds"], int, "max_seeds"),
             )
-            for a in data["arms"]
-        }
-        design = Design(**data["design"]) if data.get("design") else None
-        return cls(arms, data["engine"], data["margin"], design, data.get("search") or {})
+        margin = _typed(data["margin"], float, "margin")
+        if not 0 < margin < 1:
+            raise ValueError(f"margin: expected a fraction between 0 and 1, got {margin}")
+        search = _typed(data.get("search") or {}, dict, "search")
+        return cls(arms, _typed(data["engine"], str, "engine"), margin, design, search)
+
+
+def _typed(value: Any, expected: type, what: str) -> Any:
+    if type(value) is not expected:
+        raise TypeError(f"{what}: expected {expected.__name__}, got {value!r:.60}")
+    return value
+
+
+def read_json_file(path: Path, what: str, parse: Callable[[Any], T], remedy: str) -> T:
+    """A JSON file the harness wrote, parsed and checked; anything else (truncated, empty, not
+    UTF-8, the wrong shape) is one line that names the file and what to do."""
+    try:
+        return parse(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError, ConfigError) as error:
+        why = f"missing {error}" if isinstance(error, KeyError) else str(error).splitlines()[0]
+        raise PlanError(f"{path}: not a readable {what} ({why}); {remedy}") from None
+    except OSError as error:
+        raise PlanError(f"{path}: cannot read it ({error.strerror})") from None
 
 
 def arm_from_spec(spec: Spec, seeds: list[int], epochs: int | None = None) -> Arm:
@@ -161,16 +194,17 @@ def load_plan(results_dir: Path) -> Plan | None:
     path = Path(results_dir) / PLAN_FILE
     if not path.is_file():
         return None
-    return Plan.from_dict(json.loads(path.read_text()))
+    remedy = (
+        "it names the study's arms and seeds: restore it (a report keeps a copy in its data/ "
+        "folder), or move it away and run the command that made the study again"
+    )
+    return read_json_file(path, "plan", Plan.from_dict, remedy)
 
 
 def save_plan(plan: Plan, results_dir: Path) -> Path:
-    """Atomically, as the store writes records: a reader never sees half a plan."""
     path = Path(results_dir) / PLAN_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".partial", delete=False) as f:
-        json.dump(plan.to_dict(), f, indent=1)
-    os.replace(f.name, path)
+    write_json_atomically(path, plan.to_dict())
     return path
 
 
@@ -189,7 +223,32 @@ SEARCH_SUMMARY_FILE = "tuned.json"  # the search's summary: the tuned config and
 
 def load_search_summary(results_dir: Path) -> dict[str, Any] | None:
     path = Path(results_dir) / SEARCH_SUMMARY_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    remedy = "move it away and run the search again: it rewrites it from its study database"
+    return read_json_file(path, "search summary", _checked_summary, remedy)
+
+
+def _checked_summary(summary: Any) -> dict[str, Any]:
+    """The fields that the plan and the reports read, with their types."""
+    _typed(summary, dict, "summary")
+    config_from_dict(summary["config"])
+    for key, expected in SUMMARY_FIELDS.items():
+        if not isinstance(summary[key], expected) or isinstance(summary[key], bool):
+            raise TypeError(f"{key}: expected {expected}, got {summary[key]!r:.60}")
+    return summary
+
+
+SUMMARY_FIELDS: dict[str, Any] = {
+    "study": str,
+    "storage": str,
+    "best_trial": int,
+    "best_value": float,
+    "best_params": dict,
+    "counts": dict,
+    "space": dict,
+    "trials": list,
+}
 
 
 def tuned_arm(summary: dict[str, Any], seeds: list[int]) -> Arm:

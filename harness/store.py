@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import functools
 import json
 import os
@@ -21,7 +22,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import torch
 
@@ -41,8 +42,27 @@ LEGACY = "legacy"
 RECORD_SCHEMA = 2  # 2: engine in the identity, one random stream per source, test predictions
 
 
+RESCUE_DIR = Path(tempfile.gettempdir()) / "harness-unsaved-runs"
+
+
 class StoreError(UserError):
     pass
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    """Written to a temporary file beside path, then renamed into place: a reader never sees
+    half a file, and a process killed mid-write leaves at most a *.partial file."""
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, suffix=".partial", delete=False, encoding="utf-8"
+    ) as handle:
+        try:
+            json.dump(data, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        except BaseException:
+            os.unlink(handle.name)
+            raise
+    os.replace(handle.name, path)
 
 
 class RunKey(NamedTuple):
@@ -93,18 +113,35 @@ class RunStore:
         return json.loads(self.path(key).read_text())
 
     def save(self, record: dict[str, Any]) -> Path:
-        """Stores a finished run, unless that run is stored already."""
+        """Stores a finished run, unless that run is stored already. Where the folder cannot be
+        written, the record goes to a rescue folder instead and StoreError says where."""
         path = self.path(RunKey.of(record))
         if path.exists():
             return path
-        self.runs.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", dir=self.runs, suffix=".partial", delete=False
-        ) as handle:
-            json.dump(record, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
+        try:
+            self.runs.mkdir(parents=True, exist_ok=True)
+            write_json_atomically(path, record)
+        except OSError as error:
+            rescued = self.rescue(record)
+            raise StoreError(
+                f"cannot store {path} ({error.strerror}); the finished run is saved in "
+                f"{rescued.parent}/: copy it into {self.runs}/ once that is writable, then run "
+                "the same command again"
+            ) from None
+        return path
+
+    def rescue(self, record: dict[str, Any]) -> Path:
+        """Saves a finished run that the store could not take in RESCUE_DIR (the system's
+        temporary folder), under its store file name, so that it can be copied back."""
+        path = RESCUE_DIR / self.path(RunKey.of(record)).name
+        try:
+            RESCUE_DIR.mkdir(parents=True, exist_ok=True)
+            write_json_atomically(path, record)
+        except OSError as error:
+            raise StoreError(
+                f"cannot store {record.get('label')} seed {record.get('seed')} in {self.runs} "
+                f"nor in {RESCUE_DIR} ({error.strerror}): the run is lost"
+            ) from None
         return path
 
     def records(self) -> list[dict[str, Any]]:
@@ -133,56 +170,50 @@ class RunStore:
         )
 
     @contextlib.contextmanager
-    def claim(self, key: RunKey) -> Iterator[bool]:
-        """Holds the run's lock file while the block runs; yields False when another live
-        process holds it (that process is training the run). A dead holder's lock is taken."""
+    def claim(self, key: RunKey, wait: bool = False) -> Iterator[bool]:
+        """Holds the run's lock while the block runs; yields False when another process holds
+        it (that process is training the run), or with wait=True blocks until it lets go. The
+        lock is the kernel's (flock): no two processes hold it at once, and it is released
+        when its holder dies, however it dies, so a crashed command's runs are free again."""
         lock = self.path(key).with_suffix(".lock")
-        owner = f"{socket.gethostname()} {os.getpid()}"
-        for _ in range(2):
-            try:
-                _create_with(lock, owner)
-                break
-            except FileExistsError:
-                if _holder_alive(lock):
-                    yield False
-                    return
-                lock.unlink(missing_ok=True)  # stale: its process is gone
-        else:
+        handle = _locked(lock, wait)
+        if handle is None:
             yield False
             return
         try:
             yield True
         finally:
-            lock.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # an unwritable folder keeps the file, not the lock
+                lock.unlink()  # before letting go: see _locked
+            handle.close()
 
 
-def _create_with(path: Path, text: str) -> None:
-    """Creates path holding text, atomically: a reader never sees it empty (os.link fails with
-    FileExistsError where the path exists)."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".partial", delete=False) as f:
-        f.write(text)
-    try:
-        os.link(f.name, path)
-    finally:
-        os.unlink(f.name)
-
-
-def _holder_alive(lock: Path) -> bool:
-    """Whether the process named in a lock file still runs (a lock of another host counts as
-    alive: its process cannot be checked from here)."""
-    try:
-        host, pid = lock.read_text().split()
-    except (OSError, ValueError):
-        return False  # unreadable or half-written: treat as stale
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _locked(path: Path, wait: bool) -> IO[str] | None:
+    """An open handle on path that holds its exclusive flock; None if another process holds it.
+    A holder unlinks the file before letting go, so a lock won on a file no longer at path was
+    its predecessor's: try again on the new one. The file names its holder, for people."""
+    while True:
+        handle = open(path, "a+")  # noqa: SIM115 (held open: the handle is the lock)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.close()
+            return None
+        except BaseException:  # Ctrl-C while waiting
+            handle.close()
+            raise
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        mine = os.fstat(handle.fileno())
+        if current is not None and (current.st_ino, current.st_dev) == (mine.st_ino, mine.st_dev):
+            with contextlib.suppress(OSError):
+                handle.truncate(0)
+                handle.write(f"{socket.gethostname()} {os.getpid()}\n")
+                handle.flush()
+            return handle
+        handle.close()
 
 
 def environment(device: torch.device) -> dict[str, Any]:

@@ -6,7 +6,6 @@ saved with the results before anything trains.
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from harness.executor import KilledWorker, Resources, cluster, worker_lost, work
 from harness.grid import check_before_training, progress_counts, run_tasks
 from harness.plan import SEARCH_SUMMARY_FILE, TUNED, Plan, update_plan
 from harness.specs import REFERENCE
-from harness.store import RunKey, RunStore
+from harness.store import RunKey, RunStore, write_json_atomically
 from harness.training import resolve_device
 from harness.tuning import (
     DEFAULT_EPOCH_CAP,
@@ -170,7 +169,7 @@ def run_search(
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise UserError(f"study {settings.study!r} has no complete trial yet")
     summary = summarize(study, storage)
-    (Path(results_dir) / SEARCH_SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+    write_json_atomically(Path(results_dir) / SEARCH_SUMMARY_FILE, summary)
     return summary
 
 

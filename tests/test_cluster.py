@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_ablate import stored, wait_for_first_run
+from tests.helpers import stored, wait_for_first_run
 
 DASK = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
 WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]

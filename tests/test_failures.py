@@ -96,23 +96,6 @@ def test_corrupt_record_is_set_aside_named_and_counted(tmp_path, tiny_mnist, cap
     assert not store.has(RunKey("0123456789ab", 3, "cpu1t"))  # so the run is pending again
 
 
-def test_a_run_being_trained_is_not_claimed_twice_and_stale_locks_are_taken(tmp_path):
-    store = RunStore(tmp_path)
-    store.check_writable()
-    key = RunKey("abc", 0, "cpu1t")
-    with store.claim(key) as first, store.claim(key) as second:
-        assert first and not second
-    assert not store.path(key).with_suffix(".lock").exists()
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    ).stdout.strip()
-    import socket
-
-    store.path(key).with_suffix(".lock").write_text(f"{socket.gethostname()} {dead}")
-    with store.claim(key) as taken:
-        assert taken
-
-
 def test_unwritable_results_folder_is_one_line(tmp_path):
     if os.geteuid() == 0:
         target = tmp_path / "file"

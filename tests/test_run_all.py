@@ -1,7 +1,9 @@
 """run_all.py --quick end to end on real MNIST: interrupted, resumed, then rerun for free."""
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -12,10 +14,15 @@ import pytest
 from harness.analysis import load_study_data
 from harness.specs import spec_names
 from harness.store import RunStore
-from tests.test_ablate import wait_for_first_run
+from tests.helpers import (
+    PROJECT_ROOT,
+    alive,
+    as_a_background_job,
+    dask_workers,
+    seconds_to_exit,
+)
 
 pytestmark = pytest.mark.slow
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_all(tmp_path: Path, **popen) -> subprocess.Popen:
@@ -38,13 +45,41 @@ def run_all(tmp_path: Path, **popen) -> subprocess.Popen:
     )
 
 
-def test_quick_study_resumes_after_interruption_and_reruns_in_seconds(tmp_path, real_mnist):
-    first = run_all(tmp_path, start_new_session=True)
-    wait_for_first_run(tmp_path / "results" / "quick" / "runs", first)
+def finished_trials(database: Path) -> list[float]:
+    """Seconds each finished (complete or pruned) trial of the search took, read from its
+    SQLite storage while the search writes to it."""
+    if not database.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        try:
+            rows = db.execute(
+                "SELECT julianday(datetime_complete) - julianday(datetime_start) FROM trials "
+                "WHERE state IN ('COMPLETE', 'PRUNED')"
+            ).fetchall()
+        except sqlite3.OperationalError:  # tables not created yet, or locked for a moment
+            return []
+    return [days * 86400 for (days,) in rows]
+
+
+def test_quick_study_stops_mid_search_resumes_and_reruns_in_seconds(tmp_path, real_mnist):
+    """Ctrl-C during the search, run_all started as a background job (SIGINT ignored, as under
+    CI): it stops without waiting for the trials in flight, then resumes."""
+    first = run_all(tmp_path, start_new_session=True, preexec_fn=as_a_background_job)
+    database = tmp_path / "results" / "quick" / "search.db"
+    deadline = time.time() + 600
+    while not (trials := finished_trials(database)):
+        assert first.poll() is None and time.time() < deadline, first.communicate()[1]
+        time.sleep(0.5)
+    workers = dask_workers(first.pid)
     os.killpg(first.pid, signal.SIGINT)
-    _, err = first.communicate(timeout=300)
+    stopped_in, err = seconds_to_exit(first)
     assert first.returncode == 130, err
     assert err.strip().splitlines()[-1].startswith("interrupted"), err
+    assert workers and not alive(workers), "orphaned workers"
+    assert stopped_in < max(trials), (
+        f"stopped in {stopped_in:.1f} s, a trial takes {max(trials):.1f} s"
+    )
+    assert not list((tmp_path / "results" / "quick" / "runs").glob("*.json"))  # no grid yet
 
     second = run_all(tmp_path)
     out, err = second.communicate(timeout=900)

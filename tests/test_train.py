@@ -5,15 +5,7 @@ import pytest
 from harness.data import split
 from harness.training import fit, run
 from tests.conftest import TINY
-
-
-def metrics_only(record):
-    """A record without its timings and environment, which legitimately differ run to run."""
-    history = [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in record["history"]]
-    return {
-        **{k: record[k] for k in ("metrics", "per_digit_accuracy", "confusion_matrix")},
-        "history": history,
-    }
+from tests.helpers import metrics_only
 
 
 def test_same_config_and_seed_give_identical_metrics(tiny_mnist):

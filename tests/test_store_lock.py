@@ -1,0 +1,115 @@
+"""A run's lock: one holder at a time across processes, free again when its holder dies."""
+
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.store import RunKey, RunStore
+
+KEY = RunKey("abc", 0, "cpu1t")
+PROCESSES, ROUNDS = 8, 300
+
+
+def _race(root: Path, start, violations, wins, dead_holder: str) -> None:
+    """Each round: every process tries to claim the one key at once (two rounds in three over a
+    stale lock file left by a dead holder); a holder creates a marker file that must not exist,
+    so two holders at once are counted."""
+    store = RunStore(root)
+    marker = root / "holder"
+    for round_ in range(ROUNDS):
+        if round_ % 3 and start.wait() == 0:  # one process lays a dead holder's lock file
+            store.path(KEY).with_suffix(".lock").write_text(dead_holder)
+        start.wait()
+        with store.claim(KEY) as held:
+            if not held:
+                continue
+            with wins.get_lock():
+                wins.value += 1
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                with violations.get_lock():
+                    violations.value += 1
+                continue
+            time.sleep(0.02)  # long enough for a second holder to show
+            os.unlink(marker)
+
+
+def test_many_processes_racing_for_one_lock_never_hold_it_together(tmp_path):
+    RunStore(tmp_path).check_writable()
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(PROCESSES)
+    violations, wins = context.Value("i", 0), context.Value("i", 0)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_holder = f"{socket.gethostname()} {dead.stdout.strip()}\n"  # this host, a pid now gone
+    racers = [
+        context.Process(target=_race, args=(tmp_path, start, violations, wins, dead_holder))
+        for _ in range(PROCESSES)
+    ]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(timeout=300)
+    assert all(racer.exitcode == 0 for racer in racers)
+    print(
+        f"{PROCESSES} processes x {ROUNDS} rounds: {wins.value} claims won, "
+        f"{violations.value} while another held the lock"
+    )
+    assert violations.value == 0
+    assert wins.value >= ROUNDS  # every round somebody won, stale lock or not
+
+
+def test_a_held_lock_is_refused_then_waited_for(tmp_path):
+    store = RunStore(tmp_path)
+    store.check_writable()
+    with store.claim(KEY) as first, store.claim(KEY) as second:
+        assert first and not second
+    assert not store.path(KEY).with_suffix(".lock").exists()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from harness.store import RunStore, RunKey\n"
+            f"with RunStore({str(tmp_path)!r}).claim(RunKey('abc', 0, 'cpu1t')) as held:\n"
+            "    print(held, flush=True); time.sleep(2)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "True"
+    started = time.perf_counter()
+    with store.claim(KEY, wait=True) as mine:
+        assert mine
+        assert time.perf_counter() - started > 1  # only once the holder let go, 2 s in
+    holder.wait()
+
+
+def test_a_killed_holders_lock_is_free(tmp_path):
+    store = RunStore(tmp_path)
+    store.check_writable()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from harness.store import RunStore, RunKey\n"
+            f"with RunStore({str(tmp_path)!r}).claim(RunKey('abc', 0, 'cpu1t')) as held:\n"
+            "    print(held, flush=True); time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "True"
+    with store.claim(KEY) as taken:
+        assert not taken
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert store.path(KEY).with_suffix(".lock").exists()  # left behind, yet no longer held
+    with store.claim(KEY) as taken:
+        assert taken
