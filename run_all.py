@@ -18,14 +18,23 @@ from tqdm import tqdm
 
 from harness import ablate, cli, report, search, study
 from harness.grid import check_before_training, progress_counts, run_engine
-from harness.plan import load_search_summary, tuned_arm
+from harness.plan import check_saved_files, load_search_summary, tuned_arm
+from harness.report_folder import check_report_folder
 from harness.specs import load_specs, spec_names
 from harness.store import RunStore
 from harness.study import SearchSettings, run_search
 from harness.tuning import DEFAULT_EPOCH_CAP, SEARCH_SEED, finished_count, open_study
 
 FULL = {"trials": 40, "retrain_seeds": 5, "search_epochs": DEFAULT_EPOCH_CAP}
-QUICK = {"seeds": 2, "epochs": 2, "trials": 6, "retrain_seeds": 2, "search_epochs": 2}
+QUICK = {
+    "seeds": 2,  # or, with --until-decided, a pilot of 2 and at most 3
+    "pilot_seeds": 2,
+    "max_seeds": 3,
+    "epochs": 2,
+    "trials": 6,
+    "retrain_seeds": 2,
+    "search_epochs": 2,
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,6 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else FULL
     for key, value in defaults.items():
+        if key == "seeds" and args.until_decided:
+            continue  # the design chooses the seeds
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     if args.quick:
@@ -63,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results_dir = cli.results_dir(args)
     reports_dir = report.resolve_reports_dir(args.reports_dir)
+    check_report_folder(reports_dir, results_dir)
+    check_saved_files(results_dir)
     if args.only == "report":
         return report.finish(results_dir, reports_dir)
     stages = [args.only] if args.only else ["search", "ablations"]

@@ -15,6 +15,7 @@ import argparse
 from harness import cli, report, study
 from harness.grid import run_engine
 from harness.plan import DEFAULT_MARGIN, Design, Plan, arm_from_spec
+from harness.report_folder import check_report_folder
 from harness.specs import REFERENCE, Spec, SpecError, every_spec, load_spec, load_specs, spec_names
 
 DEFAULT_PILOT_SEEDS = 5
@@ -64,15 +65,31 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
         help="a pilot of --pilot-seeds per arm, then as many seeds as the pilot's spread says "
         "each arm needs (Stein's two-stage design), at most --max-seeds",
     )
-    parser.add_argument("--pilot-seeds", type=cli.positive_int, default=DEFAULT_PILOT_SEEDS)
-    parser.add_argument("--max-seeds", type=cli.positive_int, default=DEFAULT_MAX_SEEDS)
+    parser.add_argument(
+        "--pilot-seeds", type=cli.positive_int, help=f"default {DEFAULT_PILOT_SEEDS}"
+    )
+    parser.add_argument("--max-seeds", type=cli.positive_int, help=f"default {DEFAULT_MAX_SEEDS}")
     cli.add_worker_args(parser)
     parser.add_argument("--reports-dir", help="where reports go (default: ./reports)")
 
 
-def seeds_for(spec: Spec, args: argparse.Namespace) -> list[int]:
-    if args.until_decided:
-        return list(range(args.pilot_seeds))
+def design_for(args: argparse.Namespace) -> Design | None:
+    """Seeds until decided, if asked for: the pilot's and the cap's seed counts."""
+    if not args.until_decided:
+        return None
+    design = Design(args.pilot_seeds or DEFAULT_PILOT_SEEDS, args.max_seeds or DEFAULT_MAX_SEEDS)
+    if design.pilot_seeds < 2:
+        raise cli.UserError("--pilot-seeds: the pilot needs at least 2 seeds to measure spread")
+    if args.seeds or args.seed_list:
+        raise cli.UserError("--until-decided chooses the seeds: leave out --seeds/--seed-list")
+    if design.max_seeds < design.pilot_seeds:
+        raise cli.UserError("--max-seeds must be at least --pilot-seeds")
+    return design
+
+
+def seeds_for(spec: Spec, args: argparse.Namespace, design: Design | None) -> list[int]:
+    if design is not None:
+        return list(range(design.pilot_seeds))
     if args.seed_list:
         return args.seed_list
     return list(range(args.seeds or spec.seeds))
@@ -80,16 +97,10 @@ def seeds_for(spec: Spec, args: argparse.Namespace) -> list[int]:
 
 def plan_for(specs: list[Spec], args: argparse.Namespace, engine: str) -> Plan:
     """The arms asked for, the reference on every seed any of them uses."""
-    if args.until_decided and args.pilot_seeds < 2:
-        raise cli.UserError("--pilot-seeds: the pilot needs at least 2 seeds to measure spread")
-    if args.until_decided and (args.seeds or args.seed_list):
-        raise cli.UserError("--until-decided chooses the seeds: leave out --seeds/--seed-list")
-    if args.until_decided and args.max_seeds < args.pilot_seeds:
-        raise cli.UserError("--max-seeds must be at least --pilot-seeds")
+    design = design_for(args)
     arms = {REFERENCE: arm_from_spec(load_spec(REFERENCE), [], args.epochs)}
     for spec in specs:
-        arms[spec.name] = arm_from_spec(spec, seeds_for(spec, args), args.epochs)
-    design = Design(args.pilot_seeds, args.max_seeds) if args.until_decided else None
+        arms[spec.name] = arm_from_spec(spec, seeds_for(spec, args, design), args.epochs)
     return Plan(arms, engine, args.margin, design).with_reference_seeds()
 
 
@@ -125,12 +136,14 @@ def main(argv: list[str] | None = None) -> int:
 
     resources = cli.resources(args)
     results_dir = cli.results_dir(args)
+    reports_dir = report.resolve_reports_dir(args.reports_dir)
+    check_report_folder(reports_dir, results_dir)
     new = study.run(
         plan_for(specs, args, run_engine(resources)), results_dir, resources, "ablations"
     )
     return report.finish(
         results_dir,
-        report.resolve_reports_dir(args.reports_dir),
+        reports_dir,
         labels=[spec.name for spec in specs],
         diverged_now=sum(r["status"] != "ok" for r in new),
     )

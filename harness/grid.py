@@ -10,6 +10,7 @@ is part of the run's identity (its engine).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -183,7 +184,8 @@ def _run_stacks(tasks, store, resources, bar) -> list[dict[str, Any]]:
 
 def _run_on_cluster(tasks, store, resources, bar) -> list[dict[str, Any]]:
     records = []
-    with cluster(resources) as client:
+    needed = dataclasses.replace(resources, workers=min(resources.workers, len(tasks)))
+    with cluster(needed) as client:  # no idle worker started: each holds ~1 GB
         if link := dashboard(client):
             _write(bar, f"Dask dashboard: {link}")
         subscribe_epochs(client, lambda *event: _show_epoch(bar, *event))

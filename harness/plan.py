@@ -251,6 +251,13 @@ SUMMARY_FIELDS: dict[str, Any] = {
 }
 
 
+def check_saved_files(results_dir: Path) -> None:
+    """Fails in one line, before any training, where the saved plan or search summary is
+    damaged (rather than after a search that took an hour)."""
+    load_plan(results_dir)
+    load_search_summary(results_dir)
+
+
 def tuned_arm(summary: dict[str, Any], seeds: list[int]) -> Arm:
     description = f"best of Optuna study {summary['study']!r} on validation accuracy"
     return Arm(TUNED, description, config_from_dict(summary["config"]), tuple(seeds))

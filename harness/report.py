@@ -35,11 +35,11 @@ from harness.analysis import (
 )
 from harness.claims import claims_rows
 from harness.plan import PLAN_FILE, SEARCH_SUMMARY_FILE, TUNED
+from harness.report_folder import DATA, ReportFolder, check_report_folder
 from harness.specs import REFERENCE
 
 REPORTS_DIR_ENV = "HARNESS_REPORTS_DIR"
 DEFAULT_REPORTS_DIR = Path("reports")
-DATA = "data"
 CSV_COLUMNS = [
     "variant",
     "label",
@@ -82,6 +82,7 @@ def finish(
 ) -> int:
     """Every command's last step: the verdicts on stdout (the named arms' only, if given), the
     reports written; 1 when this command saw a run diverge."""
+    check_report_folder(reports_dir, results_dir)
     data = load_checked(results_dir)
     frame = comparison_table(data)
     print(pages.reference_line(frame).replace("**", ""))
@@ -96,42 +97,39 @@ def finish(
 def write_reports(data: StudyData, out: Path, frame: pd.DataFrame | None = None) -> Path:
     """Writes every page, plot, runs.csv and the data copy under out; returns the index's path.
     frame: comparison_table(data), if already computed."""
-    out = Path(out)
+    folder = ReportFolder(out, data.results_dir)
     frame = comparison_table(data) if frame is None else frame
     finished = list(frame["variant"])
-    for stale in [*out.glob("variants/*.md"), *out.glob(f"{pages.PLOTS}/*.png")]:
-        stale.unlink()  # arms dropped from the plan leave no page behind
     digits = {label: per_digit_table(data, label) for label in finished}
     confusions = {label: summed_confusion(data, label) for label in finished}
     layers = {label: architecture(data.plan.arms[label].config) for label in data.labels}
-    draw(data, frame, digits, confusions, layers, out)
-
-    (out / "variants").mkdir(parents=True, exist_ok=True)
+    draw(data, frame, digits, confusions, layers, folder)
     reference_runs = len(data.ok_runs(REFERENCE))
     sections = [
         ("Ablations: every number, training details, curves", "ablations.md"),
         ("Per-digit breakdown", "per_digit.md"),
         ("The write-up's claims, checked", "claims.md"),
     ]
-    _write(out / "ablations.md", pages_detail.ablations_page(frame, data.plan.margin))
+    _write(folder.path("ablations.md"), pages_detail.ablations_page(frame, data.plan.margin))
     runs = {label: len(data.ok_runs(label)) for label in finished}
-    _write(out / "per_digit.md", pages_detail.per_digit_page(digits, confusions, runs))
-    _write(out / "claims.md", pages_detail.claims_page(claims_rows(data), reference_runs))
+    _write(folder.path("per_digit.md"), pages_detail.per_digit_page(digits, confusions, runs))
+    _write(folder.path("claims.md"), pages_detail.claims_page(claims_rows(data), reference_runs))
     if data.search is not None:
-        _write(out / "search.md", pages_detail.search_page(data, frame))
+        _write(folder.path("search.md"), pages_detail.search_page(data, frame))
         sections.append(("Hyperparameter search", "search.md"))
     for label in data.labels:
         page = pages_detail.variant_page(data, frame, label, layers[label], digits.get(label))
-        _write(out / "variants" / f"{label}.md", page)
+        _write(folder.path(f"variants/{label}.md"), page)
         sections.append((f"Arm: {label}", f"variants/{label}.md"))
-    runs_table(data).to_csv(out / "runs.csv", index=False)
-    copy_data(data, out / DATA)
+    runs_table(data).to_csv(folder.path("runs.csv"), index=False)
+    copy_data(data, folder)
     sections += [
         ("Every run behind these tables (CSV)", "runs.csv"),
         ("The records and plan these pages were computed from", f"{DATA}/"),
     ]
-    _write(out / "README.md", pages.index_page(data, frame, sections))
-    return out / "README.md"
+    _write(folder.path("README.md"), pages.index_page(data, frame, sections))
+    folder.finish()
+    return folder.root / "README.md"
 
 
 def draw(
@@ -140,27 +138,29 @@ def draw(
     digits: dict[str, pd.DataFrame],
     confusions: dict[str, Any],
     layers: dict[str, list[dict[str, Any]]],
-    out: Path,
+    folder: ReportFolder,
 ) -> None:
+    def save(figure: Any, kind: str, label: str | None = None) -> None:
+        plots.save(figure, folder.path(pages.plot_file(kind, label)))
+
     series = [curve_series(data, label) for label in frame["variant"]]
     for arm in series:
         label = arm["label"]
-        plots.save(plots.curves_figure([arm], band=True), out / pages.plot_file("curves", label))
-        figure = plots.per_digit_figure(label, digits[label], arm["n"])
-        plots.save(figure, out / pages.plot_file("per_digit", label))
-    plots.save(plots.curves_figure(series, band=False), out / pages.plot_file("curves", "all"))
-    figure = plots.confusion_figure(confusions[REFERENCE], series[0]["n"], REFERENCE)
-    plots.save(figure, out / pages.plot_file("confusion", REFERENCE))
+        save(plots.curves_figure([arm], band=True), "curves", label)
+        save(plots.per_digit_figure(label, digits[label], arm["n"]), "per_digit", label)
+    save(plots.curves_figure(series, band=False), "curves", "all")
+    save(
+        plots.confusion_figure(confusions[REFERENCE], series[0]["n"], REFERENCE),
+        "confusion",
+        REFERENCE,
+    )
     families = [frame[(frame["family"] == ABLATIONS) & (frame["variant"] != REFERENCE)]]
     families.append(frame[frame["variant"] == TUNED])
-    figure = plots.forest_figure(pd.concat(families), data.plan.margin)
-    plots.save(figure, out / pages.plot_file("forest"))
+    save(plots.forest_figure(pd.concat(families), data.plan.margin), "forest")
     for label, arm_layers in layers.items():
-        figure = plots.architecture_figure(label, arm_layers)
-        plots.save(figure, out / pages.plot_file("architecture", label))
+        save(plots.architecture_figure(label, arm_layers), "architecture", label)
     if data.search is not None:
-        figure = plots.search_history_figure(data.search["trials"])
-        plots.save(figure, out / pages.plot_file("search_history"))
+        save(plots.search_history_figure(data.search["trials"]), "search_history")
 
 
 def curve_series(data: StudyData, label: str) -> dict[str, Any]:
@@ -184,21 +184,17 @@ def runs_table(data: StudyData) -> pd.DataFrame:
     return pd.concat([runs.reindex(columns=CSV_COLUMNS), digits], axis=1)
 
 
-def copy_data(data: StudyData, target: Path) -> None:
+def copy_data(data: StudyData, folder: ReportFolder) -> None:
     """Byte copies of the plan, the search summary and every record (set-aside ones too) into
-    target, laid out as a results folder; older copies there that no longer apply go."""
+    the folder's data/, laid out as a results folder."""
     source = data.results_dir
-    if target.exists() and source.resolve() == target.resolve():
-        return  # regenerating from the copy itself
     names = [PLAN_FILE, SEARCH_SUMMARY_FILE, *(f"runs/{name}" for name in data.frame["path"])]
     names += [f"runs/corrupt/{path.name}" for path in (source / "runs/corrupt").glob("*.json")]
-    wanted = {name for name in names if (source / name).is_file()}
-    for path in target.rglob("*.json"):
-        if path.relative_to(target).as_posix() not in wanted:
-            path.unlink()
-    for name in sorted(wanted):
-        (target / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source / name, target / name)
+    regenerating = (folder.root / DATA).resolve() == source.resolve()  # from the copy itself
+    for name in sorted(name for name in names if (source / name).is_file()):
+        target = folder.path(f"{DATA}/{name}")
+        if not regenerating:
+            shutil.copyfile(source / name, target)
 
 
 def _write(path: Path, text: str) -> None:

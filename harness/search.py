@@ -17,7 +17,8 @@ import json
 
 from harness import cli, report, study
 from harness.grid import run_engine
-from harness.plan import Plan, arm_from_spec, tuned_arm
+from harness.plan import Plan, arm_from_spec, check_saved_files, tuned_arm
+from harness.report_folder import check_report_folder
 from harness.specs import REFERENCE, load_spec
 from harness.study import SearchSettings, run_search
 from harness.tuning import DEFAULT_EPOCH_CAP, DEFAULT_STUDY, SEARCH_SEED
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     resources = cli.resources(args)
     results_dir = cli.results_dir(args)
+    reports_dir = report.resolve_reports_dir(args.reports_dir)
+    check_report_folder(reports_dir, results_dir)
+    check_saved_files(results_dir)
     reference = load_spec(REFERENCE)
     settings = SearchSettings(
         args.study,
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         search=settings.describe(summary),
     ).with_arm(tuned_arm(summary, seeds))
     study.run(plan, results_dir, resources, "tuned re-training")
-    return report.finish(results_dir, report.resolve_reports_dir(args.reports_dir), ["tuned"])
+    return report.finish(results_dir, reports_dir, ["tuned"])
 
 
 if __name__ == "__main__":

@@ -42,7 +42,11 @@ def load_spec(name: str, specs_dir: Path = SPECS_DIR) -> Spec:
     path = Path(specs_dir) / f"{name}.toml"
     if not path.is_file():
         raise SpecError(unknown_name_message(name, spec_names(specs_dir)))
-    return parse_spec(name, read_toml(path), str(path))
+    try:
+        table = read_toml(path)
+    except ConfigError as error:  # unreadable, not UTF-8, bad TOML: a broken spec like any
+        raise SpecError(str(error)) from None
+    return parse_spec(name, table, str(path))
 
 
 def parse_spec(name: str, table: dict[str, Any], source: str) -> Spec:

@@ -79,6 +79,55 @@ class RunKey(NamedTuple):
         return cls(record["config_hash"], record["seed"], record.get("engine", LEGACY))
 
 
+NUMBER = (int, float)
+RECORD_FIELDS: dict[str, Any] = {
+    "label": str,
+    "config_hash": str,
+    "seed": int,
+    "config": dict,
+    "status": str,
+    "history": list,
+    "parameters": int,
+    "environment": dict,
+}
+FINISHED_FIELDS: dict[str, Any] = {  # a run that did not diverge
+    "metrics": dict,
+    "per_digit_accuracy": list,
+    "confusion_matrix": list,
+    "test_misclassified": list,
+}
+METRIC_FIELDS: dict[str, Any] = {
+    "test_accuracy": NUMBER,
+    "test_loss": NUMBER,
+    "best_val_accuracy": NUMBER,
+    "best_epoch": int,
+    "train_val_gap": NUMBER,
+}
+
+
+def check_record(record: Any) -> None:
+    """Raises TypeError or ValueError naming the first field of a stored run that is missing
+    or of the wrong type (a bool is no number)."""
+    if not isinstance(record, dict):
+        raise TypeError(f"expected a JSON object, got {type(record).__name__}")
+    fields = {**RECORD_FIELDS, **(FINISHED_FIELDS if record.get("status") == "ok" else {})}
+    for key, expected in fields.items():
+        if key not in record:
+            raise ValueError(f"no {key!r}")
+        if isinstance(record[key], bool) or not isinstance(record[key], expected):
+            raise TypeError(f"{key}: {record[key]!r:.40} is not of the expected type")
+    if record["status"] not in ("ok", "diverged"):
+        raise ValueError(f"status: {record['status']!r} is neither 'ok' nor 'diverged'")
+    if record["status"] == "ok":
+        for key, expected in METRIC_FIELDS.items():
+            value = record["metrics"].get(key)
+            if isinstance(value, bool) or not isinstance(value, expected):
+                raise TypeError(f"metrics.{key}: {value!r:.40} is not a number")
+    if record["seed"] < 0:
+        raise ValueError(f"seed: {record['seed']} is negative")
+    RunKey.of(record)
+
+
 class RunStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -145,12 +194,13 @@ class RunStore:
         return path
 
     def records(self) -> list[dict[str, Any]]:
-        """Every stored run; a record that does not parse is set aside (and named) instead."""
+        """Every stored run; a record that does not parse, or lacks a field that a report or a
+        resume reads, is set aside (and named) instead, so its run counts as missing."""
         records = []
         for path in sorted(self.runs.glob("*.json")):
             try:
-                record = json.loads(path.read_text())
-                RunKey.of(record)
+                record = json.loads(path.read_text(encoding="utf-8"))
+                check_record(record)
             except (ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
                 self._set_aside(path, error)
                 continue

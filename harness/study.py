@@ -14,6 +14,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from sqlalchemy.engine import URL
 from tqdm import tqdm
 
 from harness import UserError, design
@@ -120,7 +121,10 @@ class SearchSettings:
 
     def storage_url(self, results_dir: Path) -> str:
         # relative to the working directory, as --results-dir is
-        return self.storage or f"sqlite:///{Path(results_dir) / 'search.db'}"
+        if self.storage:
+            return self.storage
+        database = str(Path(results_dir) / "search.db")  # quoted: a '?' or '#' stays in the path
+        return URL.create("sqlite", database=database).render_as_string(hide_password=False)
 
     def describe(self, summary: dict[str, Any]) -> dict[str, Any]:
         """The settings as the plan keeps them: the storage without its password."""

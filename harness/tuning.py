@@ -38,28 +38,42 @@ SEARCH_SEED = 1_000_000
 
 
 def suggest_config(trial: optuna.Trial, base: Config, epoch_cap: int) -> Config:
-    """The search space: the MLP family around the reference, three hidden layers."""
-    width = trial.suggest_categorical("width", [512, 768, 1024])  # halved layer by layer
+    """The search space: the MLP family around the reference, with its number of hidden layers
+    (their widths halving layer by layer) and its own width and batch size among the choices."""
+    layers = len(base.hidden_widths)
+    width = trial.suggest_categorical("width", width_choices(base))  # halved layer by layer
     weight_decay = 0.0
     if trial.suggest_categorical("use_weight_decay", [True, False]):
         weight_decay = trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True)
     return dataclasses.replace(
         base,
-        hidden_widths=(width, width // 2, width // 4),
+        hidden_widths=halved_widths(width, layers),
         batchnorm=trial.suggest_categorical("batchnorm", [True, False]),
-        dropout=(
-            trial.suggest_float("dropout_1", 0.0, 0.5),
-            trial.suggest_float("dropout_2", 0.0, 0.5),
-            trial.suggest_float("dropout_3", 0.0, 0.3),
+        dropout=tuple(  # the last hidden layer's rate capped lower, as the reference's is 0
+            trial.suggest_float(f"dropout_{i}", 0.0, 0.5 if i < layers else 0.3)
+            for i in range(1, layers + 1)
         ),
         lr=trial.suggest_float("lr", 3e-4, 5e-3, log=True),
         weight_decay=weight_decay,
-        batch_size=trial.suggest_categorical("batch_size", [128, 256, 512]),
+        batch_size=trial.suggest_categorical(
+            "batch_size", sorted({128, 256, 512, base.batch_size})
+        ),
         scheduler_factor=trial.suggest_float("scheduler_factor", 0.1, 0.7),
         scheduler_patience=trial.suggest_int("scheduler_patience", 0, 3),
         epochs=trial.suggest_int("epochs", min(8, epoch_cap), epoch_cap),
         shift=trial.suggest_int("shift", 0, 2),
     )
+
+
+WIDTHS = (512, 768, 1024)  # the first hidden layer's width; the reference's own is added
+
+
+def width_choices(base: Config) -> list[int]:
+    return sorted({*WIDTHS, base.hidden_widths[0]})
+
+
+def halved_widths(width: int, layers: int) -> tuple[int, ...]:
+    return tuple(max(1, width // 2**i) for i in range(layers))
 
 
 def reference_params(reference: Config, epoch_cap: int) -> dict[str, Any]:
@@ -242,8 +256,14 @@ def importances(study: optuna.Study) -> dict[str, float] | None:
     )
 
 
+SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "secret", "token", "sslpassword")
+
+
 def _redacted(storage: str) -> str:
+    """The URL without its password, whether as user:password@ or as a query parameter."""
     try:
-        return make_url(storage).render_as_string(hide_password=True)
+        url = make_url(storage)
     except sqlalchemy.exc.ArgumentError:
         return "(an unparsable URL)"
+    secrets = {key: "hidden" for key in url.query if key.lower() in SECRET_QUERY_KEYS}
+    return url.update_query_dict(secrets).render_as_string(hide_password=True)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from harness.config import Config
-from harness.data import DataError, Mnist, load_mnist, resolve_data_dir
+from harness.data import DataError, Mnist, load_mnist, raw_folder, resolve_data_dir
 
 TINY = Config(hidden_widths=(32, 16), dropout=(0.2, 0.0), epochs=3, batch_size=32, val_size=100)
 
@@ -37,3 +37,10 @@ def real_mnist() -> Mnist:
         return load_mnist(resolve_data_dir())
     except DataError as error:
         pytest.skip(f"real MNIST not available ({error}); set HARNESS_DATA_DIR")
+
+
+@pytest.fixture
+def real_files() -> None:
+    """The four MNIST files, for commands that check them before training (no loading here)."""
+    if not (raw_folder(resolve_data_dir()) / "t10k-labels-idx1-ubyte.gz").exists():
+        pytest.skip("real MNIST files not available; set HARNESS_DATA_DIR")

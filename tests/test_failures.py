@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from harness import ablate, search
-from harness.data import raw_folder, resolve_data_dir
 from harness.specs import SpecError, every_spec, load_specs
 from harness.store import RunKey, RunStore, StoreError
 from harness.training import DIVERGENCE_RULE, engine, run
@@ -28,12 +27,6 @@ def one_line_error(*command: str, timeout: float = 120) -> str:
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert time.perf_counter() - started < timeout / 2
     return lines[0]
-
-
-@pytest.fixture
-def real_files():
-    if not (raw_folder(resolve_data_dir()) / "t10k-labels-idx1-ubyte.gz").exists():
-        pytest.skip("real MNIST files not available; set HARNESS_DATA_DIR")
 
 
 @pytest.mark.parametrize("module", ["harness.train", "harness.ablate", "harness.search"])

@@ -6,6 +6,7 @@ matrix, predictions and misclassified images all describe the same 10,000 test i
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 
@@ -16,7 +17,8 @@ import pytest
 from harness import UserError, analysis, claims, pages, pages_detail, plots, report, stats
 from harness.config import Config
 from harness.model import build_model, parameter_count
-from harness.plan import SEARCH_SUMMARY_FILE, Arm, Design, Plan, save_plan
+from harness.plan import SEARCH_SUMMARY_FILE, Arm, Design, Plan, load_plan, save_plan
+from harness.report_folder import MANIFEST, ReportFolderError
 from harness.specs import REFERENCE, load_spec, spec_names
 from harness.store import RunStore
 
@@ -435,3 +437,60 @@ def test_reference_alone_reports_without_comparisons(tmp_path):
     assert report.finish(tmp_path / "r", tmp_path / "out") == 0
     text = (tmp_path / "out" / "README.md").read_text()
     assert "Reference: **" in text and "over 2 seeds" in text and "## Verdicts" in text
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_report_refuses_a_folder_of_other_files_and_touches_nothing(results, tmp_path):
+    user = tmp_path / "project"
+    user.mkdir()
+    (user / "README.md").write_text("my project")
+    (user / "notes.txt").write_text("mine")
+    before = snapshot(user)
+    with pytest.raises(ReportFolderError, match="no report wrote") as error:
+        report.finish(results, user)
+    assert "\n" not in str(error.value)
+    assert snapshot(user) == before
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ReportFolderError, match="not a folder"):
+        report.finish(results, tmp_path / "file")
+
+
+@pytest.mark.parametrize("where", ["around", "inside", "same"])
+def test_report_refuses_an_output_folder_around_or_inside_its_results(results, where):
+    before = snapshot(results)
+    out = {"around": results.parent, "inside": results / "runs", "same": results}[where]
+    with pytest.raises(ReportFolderError, match="one inside the other"):
+        report.finish(results, out)
+    assert snapshot(results) == before
+
+
+def test_report_replaces_and_removes_only_what_a_report_wrote(results, tmp_path):
+    out = tmp_path / "out"
+    report.finish(results, out)
+    (out / "notes.md").write_text("a user's notes")
+    (out / "gpu").mkdir()
+    (out / "gpu" / "README.md").write_text("another report, in a subfolder")
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert "variants/width_half.md" in manifest["files"] and "data/plan.json" in manifest["files"]
+    fewer = dataclasses.replace(
+        load_plan(results),
+        arms={k: v for k, v in load_plan(results).arms.items() if k != "width_half"},
+    )
+    smaller = tmp_path / "smaller"
+    shutil.copytree(results, smaller)
+    save_plan(fewer, smaller)
+    report.finish(smaller, out)
+    assert not (out / "variants" / "width_half.md").exists()  # its arm left the plan
+    assert (out / "notes.md").read_text() == "a user's notes"
+    assert (out / "gpu" / "README.md").exists()
+    # a file at one of the report's paths that no report wrote (not in the manifest) is refused
+    manifest = json.loads((out / MANIFEST).read_text())
+    manifest["files"].remove("claims.md")
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    (out / "claims.md").write_text("my own claims")
+    with pytest.raises(ReportFolderError, match="claims.md was not written by a report"):
+        report.finish(smaller, out)
+    assert (out / "claims.md").read_text() == "my own claims"

@@ -1,0 +1,103 @@
+"""A report's output folder, which the report owns only in part: it replaces or removes only the
+files that a report wrote there before, as listed in the folder's manifest.json.
+
+A folder is taken when it is new, empty, or holds a manifest; a folder with other files and no
+manifest (a project root, a data folder) is refused, and so is one that contains, or lies inside,
+the results the report reads (except the report's own data/ copy, which it is regenerated from).
+Other files in a taken folder (another report in a subfolder, a user's notes) stay untouched, and
+a file of theirs where the report would write is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from harness import UserError
+from harness.store import write_json_atomically
+
+MANIFEST = "manifest.json"
+DATA = "data"  # the copy of the records and plan behind the pages
+
+
+class ReportFolderError(UserError):
+    pass
+
+
+def check_report_folder(out: Path, results_dir: Path) -> None:
+    """Fails in one line, before any training, where a report could not be written to out."""
+    out, results = Path(out), Path(results_dir)
+    if out.exists() and not out.is_dir():
+        raise ReportFolderError(f"{out} is a file, not a folder: pass a folder to --out")
+    if _is_within(out, results) or (
+        _is_within(results, out) and results.resolve() != (out / DATA).resolve()
+    ):
+        raise ReportFolderError(
+            f"{out} and the results folder {results} lie one inside the other: pass an --out "
+            "apart from the results, so that a report never touches what it reads"
+        )
+    if out.is_dir() and not (out / MANIFEST).is_file() and any(out.iterdir()):
+        raise ReportFolderError(
+            f"{out} holds files that no report wrote (it has no {MANIFEST}): pass a new or "
+            "empty folder to --out"
+        )
+    if out.is_dir() and not os.access(out, os.W_OK):
+        raise ReportFolderError(f"{out} is not writable: pass another folder to --out")
+
+
+def _is_within(inner: Path, outer: Path) -> bool:
+    return inner.resolve().is_relative_to(outer.resolve())
+
+
+class ReportFolder:
+    """Hands out the paths a report writes, refusing any that holds a file a report did not
+    write; `finish` removes the files of the last report that this one did not write again
+    (arms dropped from the plan leave no page behind) and saves the new manifest."""
+
+    def __init__(self, out: Path, results_dir: Path) -> None:
+        check_report_folder(out, results_dir)
+        self.root = Path(out)
+        self.previous = _read_manifest(self.root)
+        self.written: set[str] = set()
+
+    def path(self, relative: str) -> Path:
+        target = self.root / relative
+        if relative not in self.previous and (target.exists() or target.is_symlink()):
+            self._save_manifest(self.previous | self.written)  # what is written so far is ours
+            raise ReportFolderError(
+                f"{target} was not written by a report: move it away, or pass another --out"
+            )
+        self.written.add(relative)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def finish(self) -> None:
+        for stale in sorted(self.previous - self.written):
+            (self.root / stale).unlink(missing_ok=True)
+        self._save_manifest(self.written)
+
+    def _save_manifest(self, files: set[str]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        manifest = {"written_by": "python -m harness.report", "files": sorted(files)}
+        write_json_atomically(self.root / MANIFEST, manifest)
+
+
+def _read_manifest(root: Path) -> set[str]:
+    path = root / MANIFEST
+    if not path.is_file():
+        return set()
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+        inside = [
+            isinstance(f, str) and not Path(f).is_absolute() and ".." not in Path(f).parts
+            for f in files
+        ]
+        if not all(inside):
+            raise ValueError("a listed file is no relative path inside the folder")
+    except (ValueError, KeyError, TypeError) as error:
+        raise ReportFolderError(
+            f"{path}: not a readable manifest ({error}); move it away and pass a new or empty "
+            "folder to --out"
+        ) from None
+    return set(files)
