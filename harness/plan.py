@@ -21,7 +21,6 @@ from harness.specs import REFERENCE, Spec
 from harness.store import write_json_atomically
 
 PLAN_FILE = "plan.json"
-T = TypeVar("T")
 TUNED = "tuned"
 DEFAULT_MARGIN = 0.001  # 0.1 percentage points: the smallest accuracy difference that matters
 
@@ -165,6 +164,9 @@ class Plan:
             raise ValueError(f"margin: expected a fraction between 0 and 1, got {margin}")
         search = _typed(data.get("search") or {}, dict, "search")
         return cls(arms, _typed(data["engine"], str, "engine"), margin, design, search)
+
+
+T = TypeVar("T")
 
 
 def _typed(value: Any, expected: type, what: str) -> Any:

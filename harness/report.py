@@ -97,39 +97,41 @@ def finish(
 def write_reports(data: StudyData, out: Path, frame: pd.DataFrame | None = None) -> Path:
     """Writes every page, plot, runs.csv and the data copy under out; returns the index's path.
     frame: comparison_table(data), if already computed."""
-    folder = ReportFolder(out, data.results_dir)
     frame = comparison_table(data) if frame is None else frame
     finished = list(frame["variant"])
     digits = {label: per_digit_table(data, label) for label in finished}
     confusions = {label: summed_confusion(data, label) for label in finished}
     layers = {label: architecture(data.plan.arms[label].config) for label in data.labels}
-    draw(data, frame, digits, confusions, layers, folder)
-    reference_runs = len(data.ok_runs(REFERENCE))
-    sections = [
-        ("Ablations: every number, training details, curves", "ablations.md"),
-        ("Per-digit breakdown", "per_digit.md"),
-        ("The write-up's claims, checked", "claims.md"),
-    ]
-    _write(folder.path("ablations.md"), pages_detail.ablations_page(frame, data.plan.margin))
-    runs = {label: len(data.ok_runs(label)) for label in finished}
-    _write(folder.path("per_digit.md"), pages_detail.per_digit_page(digits, confusions, runs))
-    _write(folder.path("claims.md"), pages_detail.claims_page(claims_rows(data), reference_runs))
-    if data.search is not None:
-        _write(folder.path("search.md"), pages_detail.search_page(data, frame))
-        sections.append(("Hyperparameter search", "search.md"))
-    for label in data.labels:
-        page = pages_detail.variant_page(data, frame, label, layers[label], digits.get(label))
-        _write(folder.path(f"variants/{label}.md"), page)
-        sections.append((f"Arm: {label}", f"variants/{label}.md"))
-    runs_table(data).to_csv(folder.path("runs.csv"), index=False)
-    copy_data(data, folder)
-    sections += [
-        ("Every run behind these tables (CSV)", "runs.csv"),
-        ("The records and plan these pages were computed from", f"{DATA}/"),
-    ]
-    _write(folder.path("README.md"), pages.index_page(data, frame, sections))
-    folder.finish()
-    return folder.root / "README.md"
+    with ReportFolder(out, data.results_dir) as folder:
+        draw(data, frame, digits, confusions, layers, folder)
+        reference_runs = len(data.ok_runs(REFERENCE))
+        sections = [
+            ("Ablations: every number, training details, curves", "ablations.md"),
+            ("Per-digit breakdown", "per_digit.md"),
+            ("The write-up's claims, checked", "claims.md"),
+        ]
+        _write(folder.path("ablations.md"), pages_detail.ablations_page(frame, data.plan.margin))
+        runs = {label: len(data.ok_runs(label)) for label in finished}
+        _write(folder.path("per_digit.md"), pages_detail.per_digit_page(digits, confusions, runs))
+        _write(
+            folder.path("claims.md"), pages_detail.claims_page(claims_rows(data), reference_runs)
+        )
+        if data.search is not None:
+            _write(folder.path("search.md"), pages_detail.search_page(data, frame))
+            sections.append(("Hyperparameter search", "search.md"))
+        for label in data.labels:
+            page = pages_detail.variant_page(data, frame, label, layers[label], digits.get(label))
+            _write(folder.path(f"variants/{label}.md"), page)
+            sections.append((f"Arm: {label}", f"variants/{label}.md"))
+        runs_table(data).to_csv(folder.path("runs.csv"), index=False)
+        copy_data(data, folder)
+        sections += [
+            ("Every run behind these tables (CSV)", "runs.csv"),
+            ("The records and plan these pages were computed from", f"{DATA}/"),
+        ]
+        _write(folder.path("README.md"), pages.index_page(data, frame, sections))
+        folder.finish()
+    return Path(out) / "README.md"
 
 
 def draw(

@@ -10,14 +10,16 @@ a file of theirs where the report would write is refused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 
 from harness import UserError
-from harness.store import write_json_atomically
+from harness.store import file_lock, write_json_atomically
 
 MANIFEST = "manifest.json"
+LOCK = ".report.lock"  # held while a report is written; removed after
 DATA = "data"  # the copy of the records and plan behind the pages
 
 
@@ -37,29 +39,48 @@ def check_report_folder(out: Path, results_dir: Path) -> None:
             f"{out} and the results folder {results} lie one inside the other: pass an --out "
             "apart from the results, so that a report never touches what it reads"
         )
-    if out.is_dir() and not (out / MANIFEST).is_file() and any(out.iterdir()):
+    if out.is_dir() and not os.access(out, os.W_OK):
+        raise ReportFolderError(f"{out} is not writable: pass another folder to --out")
+    if out.is_dir():
+        with file_lock(out / LOCK, wait=True):  # a report being written there ends first
+            _check_owned(out)
+
+
+def _check_owned(out: Path) -> None:
+    if not (out / MANIFEST).is_file() and any(p.name != LOCK for p in out.iterdir()):
         raise ReportFolderError(
             f"{out} holds files that no report wrote (it has no {MANIFEST}): pass a new or "
             "empty folder to --out"
         )
-    if out.is_dir() and not os.access(out, os.W_OK):
-        raise ReportFolderError(f"{out} is not writable: pass another folder to --out")
 
 
 def _is_within(inner: Path, outer: Path) -> bool:
     return inner.resolve().is_relative_to(outer.resolve())
 
 
-class ReportFolder:
+class ReportFolder(contextlib.AbstractContextManager):
     """Hands out the paths a report writes, refusing any that holds a file a report did not
     write; `finish` removes the files of the last report that this one did not write again
-    (arms dropped from the plan leave no page behind) and saves the new manifest."""
+    (arms dropped from the plan leave no page behind) and saves the new manifest. The folder
+    is locked meanwhile: two commands that end together write their reports one after the
+    other."""
 
     def __init__(self, out: Path, results_dir: Path) -> None:
         check_report_folder(out, results_dir)
         self.root = Path(out)
-        self.previous = _read_manifest(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(file_lock(self.root / LOCK, wait=True))
+        try:
+            _check_owned(self.root)
+            self.previous = _read_manifest(self.root)
+        except BaseException:
+            self._lock.close()
+            raise
         self.written: set[str] = set()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.close()
 
     def path(self, relative: str) -> Path:
         target = self.root / relative
@@ -78,7 +99,6 @@ class ReportFolder:
         self._save_manifest(self.written)
 
     def _save_manifest(self, files: set[str]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
         manifest = {"written_by": "python -m harness.report", "files": sorted(files)}
         write_json_atomically(self.root / MANIFEST, manifest)
 

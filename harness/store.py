@@ -219,23 +219,28 @@ class RunStore:
             file=sys.stderr,
         )
 
-    @contextlib.contextmanager
-    def claim(self, key: RunKey, wait: bool = False) -> Iterator[bool]:
+    def claim(self, key: RunKey, wait: bool = False) -> contextlib.AbstractContextManager[bool]:
         """Holds the run's lock while the block runs; yields False when another process holds
-        it (that process is training the run), or with wait=True blocks until it lets go. The
-        lock is the kernel's (flock): no two processes hold it at once, and it is released
-        when its holder dies, however it dies, so a crashed command's runs are free again."""
-        lock = self.path(key).with_suffix(".lock")
-        handle = _locked(lock, wait)
-        if handle is None:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            with contextlib.suppress(OSError):  # an unwritable folder keeps the file, not the lock
-                lock.unlink()  # before letting go: see _locked
-            handle.close()
+        it (that process is training the run), or with wait=True blocks until it lets go."""
+        return file_lock(self.path(key).with_suffix(".lock"), wait)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, wait: bool = False) -> Iterator[bool]:
+    """Holds an exclusive lock on path (created, and removed after) while the block runs; yields
+    False when another process holds it, or with wait=True blocks until it lets go. The lock is
+    the kernel's (flock): no two processes hold it at once, and it is released when its holder
+    dies, however it dies, so a crashed command's runs are free again."""
+    handle = _locked(path, wait)
+    if handle is None:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        with contextlib.suppress(OSError):  # an unwritable folder keeps the file, not the lock
+            path.unlink()  # before letting go: see _locked
+        handle.close()
 
 
 def _locked(path: Path, wait: bool) -> IO[str] | None:
