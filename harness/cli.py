@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -152,10 +153,21 @@ def stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, _raise_terminated)
 
 
+def allow_many_open_files() -> None:
+    """A grid holds one lock file open per pending run: the soft limit on open files (often
+    1,024) goes up to the hard one, so that a study of thousands of runs does not fail."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def guard(main: Callable[[], int]) -> int:
     """Runs a command's main: bad input is one line on stderr and exit 2, a worker that died
     exit 3, Ctrl-C exit 130, SIGTERM exit 143."""
     stop_on_signals()
+    allow_many_open_files()
     try:
         return main()
     except WorkerLost as error:

@@ -153,8 +153,9 @@ def _kill_workers(local: LocalCluster) -> None:
     start a new one."""
     for nanny in list(local.workers.values()):
         nanny.close_gracefully("interrupted")
-        with contextlib.suppress(ProcessLookupError, TypeError):  # gone, or never started
-            os.kill(nanny.pid, signal.SIGKILL)
+        if nanny.pid:  # None: its process never started
+            with contextlib.suppress(ProcessLookupError):  # gone already
+                os.kill(nanny.pid, signal.SIGKILL)
 
 
 def dashboard(client: Client) -> str | None:

@@ -127,7 +127,13 @@ def claimed(
     with contextlib.ExitStack() as locks:
         mine, elsewhere = [], []
         for task in pending:
-            held = locks.enter_context(store.claim(task_key(task, resources)))
+            key = task_key(task, resources)
+            lock = contextlib.ExitStack()
+            held = lock.enter_context(store.claim(key))
+            if held and store.has(key):  # stored by the command that held it a moment ago
+                lock.close()
+                continue
+            locks.enter_context(lock)
             (mine if held else elsewhere).append(task)
         yield mine, elsewhere
 
@@ -176,7 +182,7 @@ def _run_stacks(tasks, store, resources, bar) -> list[dict[str, Any]]:
                     bar.set_postfix_str(f"{chunk[0].label}: {len(chunk)} seeds stacked")
                 seeds = [task.seed for task in chunk]
                 stack = run_stacked(chunk[0].config, seeds, mnist, chunk[0].label, device)
-                records += _store_all(stack, store, bar)
+                records += _keep_all(stack, store, bar)
         return records
     finally:
         torch.set_num_threads(previous)
@@ -197,18 +203,14 @@ def _run_on_cluster(tasks, store, resources, bar) -> list[dict[str, Any]]:
         try:
             for future in as_completed(futures):
                 records.append(_store(future.result(), store, bar))
-        except StoreError:
-            # this process stops here: the runs that finished meanwhile are rescued too
-            for future in futures:
-                if future.status == "finished":
-                    record = future.result()
-                    if not store.has(RunKey.of(record)):
-                        store.rescue(record)
-            raise
         except KilledWorker as error:
             raise worker_lost("a run", error) from error
-        except KeyboardInterrupt:
-            _write(bar, f"\ninterrupted: {len(records)} run(s) finished and stored now")
+        except (KeyboardInterrupt, StoreError) as stop:
+            # runs that finished meanwhile are kept before the workers go: stored, or rescued
+            finished = [f.result() for f in futures if f.status == "finished"]
+            records += _keep_all([r for r in finished if not store.has(RunKey.of(r))], store, bar)
+            if isinstance(stop, KeyboardInterrupt):
+                _write(bar, f"\ninterrupted: {len(records)} run(s) finished and stored now")
             raise
     return records
 
@@ -229,18 +231,23 @@ def _train_on_worker(task: Task, resources: Resources) -> dict[str, Any]:
     )
 
 
-def _store_all(
+def _keep_all(
     records: list[dict[str, Any]], store: RunStore, bar: tqdm | None
 ) -> list[dict[str, Any]]:
-    """Stores records trained together; where the store fails, the rest are rescued too."""
-    for done, record in enumerate(records):
+    """Stores each record; once the store fails, the rest go to the rescue folder (each on its
+    own), and the first failure is raised when every record is saved somewhere."""
+    kept, failure = [], None
+    for record in records:
         try:
-            _store(record, store, bar)
-        except StoreError:
-            for rest in records[done + 1 :]:
-                store.rescue(rest)
-            raise
-    return records
+            if failure is None:
+                kept.append(_store(record, store, bar))
+            else:
+                store.rescue(record)
+        except StoreError as error:
+            failure = failure or error
+    if failure is not None:
+        raise failure
+    return kept
 
 
 def _store(record: dict[str, Any], store: RunStore, bar: tqdm | None) -> dict[str, Any]:

@@ -194,9 +194,10 @@ def copy_data(data: StudyData, folder: ReportFolder) -> None:
     names += [f"runs/corrupt/{path.name}" for path in (source / "runs/corrupt").glob("*.json")]
     regenerating = (folder.root / DATA).resolve() == source.resolve()  # from the copy itself
     for name in sorted(name for name in names if (source / name).is_file()):
-        target = folder.path(f"{DATA}/{name}")
-        if not regenerating:
-            shutil.copyfile(source / name, target)
+        if regenerating:
+            folder.adopt(f"{DATA}/{name}")
+        else:
+            shutil.copyfile(source / name, folder.path(f"{DATA}/{name}"))
 
 
 def _write(path: Path, text: str) -> None:

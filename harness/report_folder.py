@@ -49,8 +49,8 @@ def check_report_folder(out: Path, results_dir: Path) -> None:
 def _check_owned(out: Path) -> None:
     if not (out / MANIFEST).is_file() and any(p.name != LOCK for p in out.iterdir()):
         raise ReportFolderError(
-            f"{out} holds files that no report wrote (it has no {MANIFEST}): pass a new or "
-            "empty folder to --out"
+            f"{out} holds files that no report wrote (it has no {MANIFEST}; reports of "
+            "harness versions before it have none either): pass a new or empty folder to --out"
         )
 
 
@@ -83,13 +83,22 @@ class ReportFolder(contextlib.AbstractContextManager):
         self._lock.close()
 
     def path(self, relative: str) -> Path:
+        """Where to write a file of the report; a new one is listed in the manifest first, so
+        that a report stopped halfway (Ctrl-C) leaves only files that the next one owns."""
         target = self.root / relative
-        if relative not in self.previous and (target.exists() or target.is_symlink()):
-            self._save_manifest(self.previous | self.written)  # what is written so far is ours
-            raise ReportFolderError(
-                f"{target} was not written by a report: move it away, or pass another --out"
-            )
+        if relative not in self.previous | self.written:
+            if target.exists() or target.is_symlink():
+                raise ReportFolderError(
+                    f"{target} was not written by a report: move it away, or pass another --out"
+                )
+            self._save_manifest(self.previous | self.written | {relative})
+        return self.adopt(relative)
+
+    def adopt(self, relative: str) -> Path:
+        """A file already there that is the report's own (its data/ copy, when the report is
+        regenerated from that copy): listed as written, whoever wrote it."""
         self.written.add(relative)
+        target = self.root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 

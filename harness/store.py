@@ -42,7 +42,11 @@ LEGACY = "legacy"
 RECORD_SCHEMA = 2  # 2: engine in the identity, one random stream per source, test predictions
 
 
-RESCUE_DIR = Path(tempfile.gettempdir()) / "harness-unsaved-runs"
+@functools.cache
+def rescue_dir() -> Path:
+    """Where this process saves the records that the store could not take: a new folder of its
+    own (mode 700) in the system's temporary folder, made on first use."""
+    return Path(tempfile.mkdtemp(prefix="harness-unsaved-runs-"))
 
 
 class StoreError(UserError):
@@ -180,16 +184,15 @@ class RunStore:
         return path
 
     def rescue(self, record: dict[str, Any]) -> Path:
-        """Saves a finished run that the store could not take in RESCUE_DIR (the system's
-        temporary folder), under its store file name, so that it can be copied back."""
-        path = RESCUE_DIR / self.path(RunKey.of(record)).name
+        """Saves a finished run that the store could not take in rescue_dir(), under its store
+        file name, so that it can be copied back."""
         try:
-            RESCUE_DIR.mkdir(parents=True, exist_ok=True)
+            path = rescue_dir() / self.path(RunKey.of(record)).name
             write_json_atomically(path, record)
         except OSError as error:
             raise StoreError(
                 f"cannot store {record.get('label')} seed {record.get('seed')} in {self.runs} "
-                f"nor in {RESCUE_DIR} ({error.strerror}): the run is lost"
+                f"nor in a temporary folder ({error.strerror}): the run is lost"
             ) from None
         return path
 
@@ -201,6 +204,8 @@ class RunStore:
             try:
                 record = json.loads(path.read_text(encoding="utf-8"))
                 check_record(record)
+            except FileNotFoundError:  # set aside by another command since the glob
+                continue
             except (ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
                 self._set_aside(path, error)
                 continue
@@ -212,7 +217,10 @@ class RunStore:
 
     def _set_aside(self, path: Path, error: Exception) -> None:
         self.corrupt.mkdir(parents=True, exist_ok=True)
-        os.replace(path, self.corrupt / path.name)
+        try:
+            os.replace(path, self.corrupt / path.name)
+        except FileNotFoundError:  # another command set it aside first
+            return
         print(
             f"warning: {path} is not a readable run record ({type(error).__name__}: {error}); "
             f"moved to {self.corrupt}/, the run will be trained again",

@@ -1,6 +1,7 @@
 """Files the harness reads back, damaged; a store that stops taking records; small input traps.
 Each is one line and a non-zero exit before any training, and loses nothing."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -18,12 +19,12 @@ from harness import ablate, cli, store
 from harness.config import Config
 from harness.plan import PlanError, check_saved_files
 from harness.specs import SpecError, every_spec, load_specs
-from harness.store import RunStore, StoreError
+from harness.store import RunKey, RunStore, StoreError
 from harness.study import SearchSettings
 from harness.training import run
 from harness.tuning import _redacted, open_study, reference_params, suggest_config
 from tests.conftest import TINY
-from tests.helpers import PROJECT_ROOT, stored, wait_for_first_run
+from tests.helpers import PROJECT_ROOT, wait_for_first_run
 from tests.helpers import ablate as ablate_command
 
 DAMAGED = {
@@ -128,7 +129,8 @@ def test_a_spec_that_is_not_utf8_is_one_line_naming_it(tmp_path):
 
 
 def test_a_record_the_store_cannot_take_is_rescued_and_named(tmp_path, tiny_mnist, monkeypatch):
-    monkeypatch.setattr(store, "RESCUE_DIR", tmp_path / "rescued")
+    (tmp_path / "rescued").mkdir()
+    monkeypatch.setattr(store, "rescue_dir", lambda: tmp_path / "rescued")
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "runs").write_text("a file where the runs folder should be")
     record = run(TINY, 0, tiny_mnist)
@@ -161,20 +163,28 @@ def test_a_grid_whose_store_goes_away_rescues_its_runs_and_stops_in_one_line(tmp
 
 
 @pytest.mark.slow
-def test_a_second_identical_command_waits_and_reports_every_run(tmp_path, real_mnist):
-    args = ("reference", "--seed-list", "0,1", "--epochs", "1", "--workers", "1")
-    first = ablate_command(tmp_path, *args)
-    deadline = time.time() + 300
-    while not list((tmp_path / "results" / "runs").glob("*.lock")):
-        assert first.poll() is None and time.time() < deadline
-        time.sleep(0.1)
-    second = ablate_command(tmp_path, *args)
-    out_first, err_first = first.communicate(timeout=600)
-    out_second, err_second = second.communicate(timeout=600)
-    assert first.returncode == second.returncode == 0, err_first + err_second
-    assert "waiting for" in out_second  # tqdm.write: stdout
-    assert sorted(r["seed"] for r in stored(tmp_path)) == [0, 1]  # each trained once
-    assert "over 2 seeds" in out_second  # the report saw both runs
+def test_a_command_waits_for_a_run_another_holds_and_trains_it_if_left_undone(tmp_path, real_mnist):
+    """As when two identical commands start together: the second trains what is free, waits
+    for the run the first holds, and (here the holder lets go without storing it, as a
+    crashed command would) trains that one too; its report sees every run."""
+    held = RunKey(dataclasses.replace(Config(), epochs=1).hash(), 0, "cpu1t")
+    args = ("reference", "--seed-list", "0,1", "--epochs", "1", "--workers", "1", "--threads", "1")
+    runs = RunStore(tmp_path / "results")
+    runs.check_writable()
+    with runs.claim(held) as mine:
+        assert mine
+        command = ablate_command(tmp_path, *args)
+        deadline = time.time() + 300
+        while [r["seed"] for r in runs.records()] != [1]:
+            assert command.poll() is None and time.time() < deadline, command.communicate()
+            time.sleep(0.2)
+        time.sleep(1)
+        assert command.poll() is None  # waiting for seed 0
+    out, err = command.communicate(timeout=600)
+    assert command.returncode == 0, err
+    assert "waiting for 1 run(s)" in out  # tqdm.write: stdout
+    assert sorted(r["seed"] for r in runs.records()) == [0, 1]  # each once
+    assert "over 2 seeds" in out  # the report saw both runs
 
 
 def test_quick_until_decided_is_a_small_pilot(tmp_path):

@@ -494,3 +494,19 @@ def test_report_replaces_and_removes_only_what_a_report_wrote(results, tmp_path)
     with pytest.raises(ReportFolderError, match="claims.md was not written by a report"):
         report.finish(smaller, out)
     assert (out / "claims.md").read_text() == "my own claims"
+
+
+def test_a_report_stopped_halfway_leaves_a_folder_the_next_one_takes(
+    results, tmp_path, monkeypatch
+):
+    def interrupted(data):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(report, "claims_rows", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            report.finish(results, tmp_path / "out")
+    assert (tmp_path / "out" / "ablations.md").exists()  # written before the stop
+    assert report.finish(results, tmp_path / "out") == 0
+    assert (tmp_path / "out" / "claims.md").exists()
+    assert not (tmp_path / "out" / ".report.lock").exists()
