@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from distributed import as_completed
+from distributed import Future, as_completed
 from tqdm import tqdm
 
 from harness.config import Config
@@ -205,12 +205,15 @@ def _run_on_cluster(tasks, store, resources, bar) -> list[dict[str, Any]]:
                 records.append(_store(future.result(), store, bar))
         except KilledWorker as error:
             raise worker_lost("a run", error) from error
-        except (KeyboardInterrupt, StoreError) as stop:
+        except StoreError:
             # runs that finished meanwhile are kept before the workers go: stored, or rescued
-            finished = [f.result() for f in futures if f.status == "finished"]
-            records += _keep_all([r for r in finished if not store.has(RunKey.of(r))], store, bar)
-            if isinstance(stop, KeyboardInterrupt):
-                _write(bar, f"\ninterrupted: {len(records)} run(s) finished and stored now")
+            # (not on Ctrl-C: a result fetched from a worker can wait forever, and a run
+            # cancelled is only trained again)
+            finished = [r for r in _finished_results(futures) if not store.has(RunKey.of(r))]
+            records += _keep_all(finished, store, bar)
+            raise
+        except KeyboardInterrupt:
+            _write(bar, f"\ninterrupted: {len(records)} run(s) finished and stored now")
             raise
     return records
 
@@ -229,6 +232,19 @@ def _train_on_worker(task: Task, resources: Resources) -> dict[str, Any]:
     return run(
         task.config, task.seed, mnist, task.label, resolve_device(resources.device), on_epoch
     )
+
+
+def _finished_results(futures: list[Future]) -> list[dict[str, Any]]:
+    """The records of the futures that finished, each fetched within a minute; one whose worker
+    is gone is skipped (its run is trained again next time)."""
+    records = []
+    for future in futures:
+        if future.status == "finished":
+            try:
+                records.append(future.result(timeout=60))
+            except Exception:  # TimeoutError, or the connection to its worker lost
+                continue
+    return records
 
 
 def _keep_all(
