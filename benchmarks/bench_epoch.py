@@ -7,10 +7,10 @@ In the normal test run benchmarks are disabled and each body runs once, as a smo
 
 import torch
 
-from harness.config import Config
-from harness.data import split
-from harness.model import build_model
-from harness.training import make_optimizer, train_epoch
+from harness.core.config import Config
+from harness.core.data import split
+from harness.core.model import build_model
+from harness.core.training import make_optimizer, train_epoch
 
 
 def test_reference_epoch(benchmark, real_mnist):

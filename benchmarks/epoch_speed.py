@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
-from harness.config import Config
-from harness.data import (
+from harness.core.config import Config
+from harness.core.data import (
     MEAN,
     STD,
     Split,
@@ -42,9 +42,9 @@ from harness.data import (
     staged_mnist,
     stratified_split,
 )
-from harness.model import INPUT_SIZE, NUM_CLASSES, build_model
-from harness.stacked import StackedTrainer
-from harness.training import make_optimizer, resolve_device, train_epoch
+from harness.core.model import INPUT_SIZE, NUM_CLASSES, build_model
+from harness.core.training import make_optimizer, resolve_device, train_epoch
+from harness.stacked.trainer import StackedTrainer
 
 SEED = 0
 

@@ -2,7 +2,7 @@
 
     HARNESS_DATA_DIR=../shared/mnist python benchmarks/gpu_stack.py [--speed-only] [--out FILE]
 
-1. Speed: the plain single-seed loop of harness.training, then one line per stack size K and
+1. Speed: the plain single-seed loop of harness.core.training, then one line per stack size K and
    step mode (default K = 1, 8, 32, 128): the seconds per seed-epoch (training and validation,
    the stack's epoch time divided by K; the median of the mode's epochs after its first). Every
    K runs with CUDA graphs (each full batch's step one graph replay); K in --compare-ks (1, 32)
@@ -40,15 +40,15 @@ from pathlib import Path
 
 import torch
 
-from harness.config import Config
-from harness.data import Mnist, load_mnist, resolve_data_dir, split
-from harness.model import INPUT_SIZE, NUM_CLASSES, build_model
-from harness.plan import Plan, arm_from_spec, save_plan
-from harness.specs import REFERENCE, load_spec, spec_names
-from harness.stacked import StackedTrainer, run_stacked
-from harness.stacked_adam import foreach_adam
-from harness.store import RunStore
-from harness.training import evaluate, make_optimizer, train_epoch
+from harness.core.config import Config
+from harness.core.data import Mnist, load_mnist, resolve_data_dir, split
+from harness.core.model import INPUT_SIZE, NUM_CLASSES, build_model
+from harness.core.store import RunStore
+from harness.core.training import evaluate, make_optimizer, train_epoch
+from harness.stacked.adam import foreach_adam
+from harness.stacked.trainer import StackedTrainer, run_stacked
+from harness.study.plan import Plan, arm_from_spec, save_plan
+from harness.study.specs import REFERENCE, load_spec, spec_names
 
 
 def synchronize(device: torch.device) -> None:

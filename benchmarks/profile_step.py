@@ -14,9 +14,9 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from harness.config import Config
-from harness.data import load_mnist, resolve_data_dir, split
-from harness.stacked import StackedTrainer
+from harness.core.config import Config
+from harness.core.data import load_mnist, resolve_data_dir, split
+from harness.stacked.trainer import StackedTrainer
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,10 +20,10 @@ import time
 
 import torch
 
-from harness.config import Config
-from harness.data import load_mnist, resolve_data_dir, split
-from harness.model import build_model
-from harness.training import make_optimizer, train_epoch
+from harness.core.config import Config
+from harness.core.data import load_mnist, resolve_data_dir, split
+from harness.core.model import build_model
+from harness.core.training import make_optimizer, train_epoch
 
 SEED = 0
 

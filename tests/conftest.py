@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.config import Config
-from harness.data import DataError, Mnist, load_mnist, raw_folder, resolve_data_dir
+from harness.core.config import Config
+from harness.core.data import DataError, Mnist, load_mnist, raw_folder, resolve_data_dir
 
 TINY = Config(hidden_widths=(32, 16), dropout=(0.2, 0.0), epochs=3, batch_size=32, val_size=100)
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.store import RunStore
+from harness.core.store import RunStore
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

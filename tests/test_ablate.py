@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import Config
-from harness.executor import Resources
-from harness.grid import run_tasks
-from harness.plan import Task
-from harness.store import RunStore
+from harness.core.config import Config
+from harness.core.store import RunStore
+from harness.study.executor import Resources
+from harness.study.grid import run_tasks
+from harness.study.plan import Task
 from tests.helpers import (
     ablate,
     alive,

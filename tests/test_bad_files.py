@@ -14,15 +14,16 @@ import optuna
 import pytest
 from sqlalchemy.engine import make_url
 
-import run_all
-from harness import ablate, cli, store
-from harness.config import Config
-from harness.plan import PlanError, check_saved_files
-from harness.specs import SpecError, every_spec, load_specs
-from harness.store import RunKey, RunStore, StoreError
-from harness.study import SearchSettings
-from harness.training import run
-from harness.tuning import _redacted, open_study, reference_params, suggest_config
+from harness import cli
+from harness.cli import ablate, run_all
+from harness.core import store
+from harness.core.config import Config
+from harness.core.store import RunKey, RunStore, StoreError
+from harness.core.training import run
+from harness.study.plan import PlanError, check_saved_files
+from harness.study.runner import SearchSettings
+from harness.study.specs import SpecError, every_spec, load_specs
+from harness.study.tuning import _redacted, open_study, reference_params, suggest_config
 from tests.conftest import TINY
 from tests.helpers import PROJECT_ROOT, wait_for_first_run
 from tests.helpers import ablate as ablate_command

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.datasets import MNIST
 
-from harness.data import (
+from harness.core.data import (
     MEAN,
     STD,
     DataError,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness import design, stats
+from harness.stats import design, inference
 
 # sd of the paired differences (percentage points) measured on 5 seeds of the committed study
 SPREAD_PP = {
@@ -54,7 +54,7 @@ def test_stein_test_is_the_t_test_when_no_seeds_are_added():
     t = sps.ttest_1samp(d, 0.0)
     assert result.p_difference == pytest.approx(t.pvalue)
     assert (result.ci_low, result.ci_high) == pytest.approx(tuple(t.confidence_interval(0.95)))
-    assert result.p_equivalence == pytest.approx(stats.tost_pvalue(d, DELTA))
+    assert result.p_equivalence == pytest.approx(inference.tost_pvalue(d, DELTA))
 
 
 def test_stein_test_uses_the_pilot_sd_and_its_degrees_of_freedom():
@@ -88,7 +88,7 @@ def test_stein_test_is_exact_under_the_null_one_study_at_a_time():
 
 def test_holm_rows_matches_stats_holm():
     p = np.random.default_rng(2).uniform(0, 0.2, (50, 7))
-    expected = np.array([stats.holm(list(row)) for row in p])
+    expected = np.array([inference.holm(list(row)) for row in p])
     np.testing.assert_allclose(design._holm_rows(p), expected)
 
 

@@ -9,11 +9,11 @@ import time
 import pytest
 import torch
 
-from harness import ablate, search
-from harness.specs import SpecError, every_spec, load_specs
-from harness.store import RunKey, RunStore, StoreError
-from harness.training import DIVERGENCE_RULE, engine, run
-from harness.tuning import StorageError, open_study
+from harness.cli import ablate, search
+from harness.core.store import RunKey, RunStore, StoreError
+from harness.core.training import DIVERGENCE_RULE, engine, run
+from harness.study.specs import SpecError, every_spec, load_specs
+from harness.study.tuning import StorageError, open_study
 from tests.conftest import TINY
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness.config import Config, ConfigError, load_config, parse_assignment, with_overrides
-from harness.model import build_model, parameter_count
+from harness.core.config import Config, ConfigError, load_config, parse_assignment, with_overrides
+from harness.core.model import build_model, parameter_count
 
 
 def test_reference_parameter_count_and_output_shape():

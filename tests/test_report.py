@@ -14,13 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import UserError, analysis, claims, pages, pages_detail, plots, report, stats
-from harness.config import Config
-from harness.model import build_model, parameter_count
-from harness.plan import SEARCH_SUMMARY_FILE, Arm, Design, Plan, load_plan, save_plan
-from harness.report_folder import MANIFEST, ReportFolderError
-from harness.specs import REFERENCE, load_spec, spec_names
-from harness.store import RunStore
+from harness import UserError
+from harness.core.config import Config
+from harness.core.model import build_model, parameter_count
+from harness.core.store import RunStore
+from harness.report import analysis, claims, pages, pages_detail, plots, writing
+from harness.report.folder import MANIFEST, ReportFolderError
+from harness.stats import inference
+from harness.study.plan import SEARCH_SUMMARY_FILE, Arm, Design, Plan, load_plan, save_plan
+from harness.study.specs import REFERENCE, load_spec, spec_names
 
 PER_DIGIT = 1000  # test images per digit: 10,000 in all, as in MNIST
 ERROR_WEIGHTS = [3, 1, 4, 5, 4, 5, 3, 5, 6, 8]  # digit 1 easiest, 9 hardest
@@ -170,7 +172,7 @@ def results(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def data(results):
-    return report.load_checked(results)
+    return writing.load_checked(results)
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +183,7 @@ def frame(data):
 @pytest.fixture(scope="module")
 def out(data, frame, tmp_path_factory):
     target = tmp_path_factory.mktemp("reports")
-    report.write_reports(data, target, frame.reset_index(drop=True))
+    writing.write_reports(data, target, frame.reset_index(drop=True))
     return target
 
 
@@ -264,7 +266,7 @@ def test_ablations_page(out, frame):
     assert no_dropout[1] == "30" and no_dropout[-1] == "equivalent"
     p = frame.loc["no_batchnorm", "p_difference_holm"]
     assert pages.pvalue(p) in table_row(text, "no_batchnorm")
-    few = frame[frame["n"] < stats.BCA_MIN_N]
+    few = frame[frame["n"] < inference.BCA_MIN_N]
     assert "95% CI (BCa)" not in pages_detail.accuracy_rows(few)[0]
     assert "after epoch 5–7 (30 run(s))" in table_row(text, "reference")
 
@@ -279,7 +281,7 @@ def test_forest_shades_the_margin(frame):
 
 
 def test_curves_mark_every_lr_cut(data):
-    series = report.curve_series(data, REFERENCE)
+    series = writing.curve_series(data, REFERENCE)
     figure = plots.curves_figure([series], band=True)
     marks = [line for line in figure.axes[0].lines if line.get_label() == plots.LR_CUT_LABEL]
     cuts = [CUTS[seed % len(CUTS)] for seed in range(30)]
@@ -289,9 +291,9 @@ def test_curves_mark_every_lr_cut(data):
 def test_claims_use_the_prediction_interval(data):
     rows = {row["claim"]: row for row in claims.claims_rows(data)}
     accuracy = data.ok_runs(REFERENCE)["test_accuracy"]
-    mean_ci = stats.mean_ci(accuracy)
+    mean_ci = inference.mean_ci(accuracy)
     assert not mean_ci.low <= 0.9816 <= mean_ci.high  # the interval of the mean would reject it
-    pi = stats.prediction_interval(accuracy)
+    pi = inference.prediction_interval(accuracy)
     row = rows["test accuracy 98.16%"]
     assert row[""] == "✅" and f"[{100 * pi.low:.2f}%, {100 * pi.high:.2f}%]" in row["measured"]
     assert rows["digit 9 most confused with 3 and 4"][""] == "tie"
@@ -371,17 +373,17 @@ def test_regenerates_byte_identically_from_the_data_copy(out, results, tmp_path)
     assert (out / "data" / "plan.json").read_bytes() == (results / "plan.json").read_bytes()
     assert len(list((out / "data" / "runs" / "corrupt").glob("*.json"))) == 1
     assert len(list((out / "data" / "runs").glob("*.json"))) == 73
-    assert report.finish(out / "data", tmp_path / "again") == 0
+    assert writing.finish(out / "data", tmp_path / "again") == 0
     again = {p.relative_to(tmp_path / "again"): p for p in (tmp_path / "again").rglob("*")}
     assert set(files) == {name for name, path in again.items() if path.is_file()}
     for name, content in files.items():
         assert again[name].read_bytes() == content, name
-    report.finish(out / "data", out)  # the copy onto itself
+    writing.finish(out / "data", out)  # the copy onto itself
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
 
 
 def test_finish_prints_the_named_verdicts(results, tmp_path, capsys):
-    assert report.finish(results, tmp_path / "r", ["no_batchnorm"], diverged_now=2) == 1
+    assert writing.finish(results, tmp_path / "r", ["no_batchnorm"], diverged_now=2) == 1
     printed = capsys.readouterr().out
     assert "no_batchnorm" in printed and "worse" in printed and "no_dropout" not in printed
     assert (
@@ -391,15 +393,14 @@ def test_finish_prints_the_named_verdicts(results, tmp_path, capsys):
 
 def test_nothing_to_report_is_one_line(tmp_path):
     with pytest.raises(UserError, match="no plan.json"):
-        report.finish(tmp_path / "empty", tmp_path / "out")
+        writing.finish(tmp_path / "empty", tmp_path / "out")
     command = [sys.executable, "-m", "harness.report", "--out", str(tmp_path / "out")]
     result = subprocess.run(
-        [*command, "--results-dir", str(tmp_path / "empty"), "--epochs", "3"],
+        [*command, "--results-dir", str(tmp_path / "empty")],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert "--epochs is ignored" in result.stdout
     (tmp_path / "file").write_text("")
     result = subprocess.run(
         [*command, "--results-dir", str(tmp_path / "file")], capture_output=True, text=True
@@ -417,7 +418,7 @@ def test_no_shared_seed_is_no_comparison(tmp_path):
     save_plan(Plan(arms, ENGINE).with_reference_seeds(), tmp_path)
     store.save(fake_record(REFERENCE, Config(), 0, 0.98))
     store.save(fake_record("no_batchnorm", variant, 7, 0.97))
-    row = analysis.comparison_table(report.load_checked(tmp_path)).set_index("variant")
+    row = analysis.comparison_table(writing.load_checked(tmp_path)).set_index("variant")
     assert row.loc["no_batchnorm", "n_pairs"] == 0 and np.isnan(row.loc["no_batchnorm", "diff"])
     assert row.loc["no_batchnorm", "verdict"] == "inconclusive"
 
@@ -434,7 +435,7 @@ def test_reference_alone_reports_without_comparisons(tmp_path):
     save_plan(Plan({REFERENCE: Arm(REFERENCE, "", Config(), (0, 1))}, ENGINE), tmp_path / "r")
     for seed in (0, 1):
         RunStore(tmp_path / "r").save(fake_record(REFERENCE, Config(), seed, REF[seed]))
-    assert report.finish(tmp_path / "r", tmp_path / "out") == 0
+    assert writing.finish(tmp_path / "r", tmp_path / "out") == 0
     text = (tmp_path / "out" / "README.md").read_text()
     assert "Reference: **" in text and "over 2 seeds" in text and "## Verdicts" in text
 
@@ -450,12 +451,12 @@ def test_report_refuses_a_folder_of_other_files_and_touches_nothing(results, tmp
     (user / "notes.txt").write_text("mine")
     before = snapshot(user)
     with pytest.raises(ReportFolderError, match="no report wrote") as error:
-        report.finish(results, user)
+        writing.finish(results, user)
     assert "\n" not in str(error.value)
     assert snapshot(user) == before
     (tmp_path / "file").write_text("")
     with pytest.raises(ReportFolderError, match="not a folder"):
-        report.finish(results, tmp_path / "file")
+        writing.finish(results, tmp_path / "file")
 
 
 @pytest.mark.parametrize("where", ["around", "inside", "same"])
@@ -463,13 +464,13 @@ def test_report_refuses_an_output_folder_around_or_inside_its_results(results, w
     before = snapshot(results)
     out = {"around": results.parent, "inside": results / "runs", "same": results}[where]
     with pytest.raises(ReportFolderError, match="one inside the other"):
-        report.finish(results, out)
+        writing.finish(results, out)
     assert snapshot(results) == before
 
 
 def test_report_replaces_and_removes_only_what_a_report_wrote(results, tmp_path):
     out = tmp_path / "out"
-    report.finish(results, out)
+    writing.finish(results, out)
     (out / "notes.md").write_text("a user's notes")
     (out / "gpu").mkdir()
     (out / "gpu" / "README.md").write_text("another report, in a subfolder")
@@ -482,7 +483,7 @@ def test_report_replaces_and_removes_only_what_a_report_wrote(results, tmp_path)
     smaller = tmp_path / "smaller"
     shutil.copytree(results, smaller)
     save_plan(fewer, smaller)
-    report.finish(smaller, out)
+    writing.finish(smaller, out)
     assert not (out / "variants" / "width_half.md").exists()  # its arm left the plan
     assert (out / "notes.md").read_text() == "a user's notes"
     assert (out / "gpu" / "README.md").exists()
@@ -492,7 +493,7 @@ def test_report_replaces_and_removes_only_what_a_report_wrote(results, tmp_path)
     (out / MANIFEST).write_text(json.dumps(manifest))
     (out / "claims.md").write_text("my own claims")
     with pytest.raises(ReportFolderError, match="claims.md was not written by a report"):
-        report.finish(smaller, out)
+        writing.finish(smaller, out)
     assert (out / "claims.md").read_text() == "my own claims"
 
 
@@ -503,10 +504,10 @@ def test_a_report_stopped_halfway_leaves_a_folder_the_next_one_takes(
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(report, "claims_rows", interrupted)
+        patch.setattr(writing, "claims_rows", interrupted)
         with pytest.raises(KeyboardInterrupt):
-            report.finish(results, tmp_path / "out")
+            writing.finish(results, tmp_path / "out")
     assert (tmp_path / "out" / "ablations.md").exists()  # written before the stop
-    assert report.finish(results, tmp_path / "out") == 0
+    assert writing.finish(results, tmp_path / "out") == 0
     assert (tmp_path / "out" / "claims.md").exists()
     assert not (tmp_path / "out" / ".report.lock").exists()

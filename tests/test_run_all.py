@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.analysis import load_study_data
-from harness.specs import spec_names
-from harness.store import RunStore
+from harness.core.store import RunStore
+from harness.report.analysis import load_study_data
+from harness.study.specs import spec_names
 from tests.helpers import (
     PROJECT_ROOT,
     alive,

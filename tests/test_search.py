@@ -15,9 +15,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from harness.config import Config
-from harness.data import split
-from harness.tuning import finished_count, open_study, optimize, summarize
+from harness.core.config import Config
+from harness.core.data import split
+from harness.study.tuning import finished_count, open_study, optimize, summarize
 from tests.conftest import synthetic_mnist
 
 BASE = Config(val_size=100)

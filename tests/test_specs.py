@@ -4,8 +4,8 @@ import sys
 import pytest
 
 from harness import UserError
-from harness.config import Config
-from harness.specs import SpecError, load_spec, spec_names
+from harness.core.config import Config
+from harness.study.specs import SpecError, load_spec, spec_names
 
 SHIPPED = [
     "no_batchnorm",

@@ -9,11 +9,11 @@ import statistics
 import pytest
 import torch
 
-from harness.config import Config
-from harness.data import Split, split
-from harness.stacked import DROPOUT_BLOCK, StackedTrainer, fit_stacked, run_stacked
-from harness.stacked_model import WARMUP_STEPS
-from harness.training import evaluate, run
+from harness.core.config import Config
+from harness.core.data import Split, split
+from harness.core.training import evaluate, run
+from harness.stacked.model import WARMUP_STEPS
+from harness.stacked.trainer import DROPOUT_BLOCK, StackedTrainer, fit_stacked, run_stacked
 from tests.conftest import TINY
 
 CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")

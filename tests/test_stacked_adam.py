@@ -8,10 +8,10 @@ import importlib
 import pytest
 import torch
 
-from harness import stacked_adam
-from harness.data import split
-from harness.stacked import StackedTrainer
-from harness.stacked_adam import foreach_adam
+from harness.core.data import split
+from harness.stacked import adam
+from harness.stacked.adam import foreach_adam
+from harness.stacked.trainer import StackedTrainer
 from tests.conftest import TINY
 
 K = 3
@@ -37,13 +37,13 @@ def train(adam, steps: int, device: str = "cpu") -> list[torch.Tensor]:
 
 @pytest.fixture
 def interpreted(monkeypatch):
-    """harness.stacked_adam with its Triton kernel run by Triton's interpreter, on the CPU
+    """harness.stacked.adam with its Triton kernel run by Triton's interpreter, on the CPU
     (the kernel is built when the module is imported, so the module is imported again)."""
     pytest.importorskip("triton")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    yield importlib.reload(stacked_adam)
+    yield importlib.reload(adam)
     monkeypatch.delenv("TRITON_INTERPRET")
-    importlib.reload(stacked_adam)
+    importlib.reload(adam)
 
 
 def test_foreach_adam_is_torch_adam_with_each_members_lr():
@@ -86,15 +86,15 @@ def test_fused_kernel_refuses_non_contiguous_tensors(interpreted):
 
 
 def test_the_trainer_uses_the_fused_kernel_on_cuda_only():
-    cpu = stacked_adam.adam_for(torch.device("cpu"))
-    assert cpu is stacked_adam.foreach_adam
-    if stacked_adam.HAS_TRITON:
-        assert stacked_adam.adam_for(torch.device("cuda")) is stacked_adam.fused_adam
+    cpu = adam.adam_for(torch.device("cpu"))
+    assert cpu is adam.foreach_adam
+    if adam.HAS_TRITON:
+        assert adam.adam_for(torch.device("cuda")) is adam.fused_adam
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_fused_kernel_on_cuda_agrees_with_foreach_ops():
-    fused = train(stacked_adam.fused_adam, 20, "cuda")
+    fused = train(adam.fused_adam, 20, "cuda")
     for got, expected in zip(fused, train(foreach_adam, 20, "cuda"), strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
 
@@ -103,10 +103,10 @@ def test_a_stack_trained_with_the_fused_kernel_follows_the_foreach_one(interpret
     """The kernel on the trainer's real tensors (gradients as autograd returns them)."""
     config = dataclasses.replace(TINY, epochs=2)
     outcomes = []
-    for adam in (interpreted.fused_adam, foreach_adam):
+    for step in (interpreted.fused_adam, foreach_adam):
         data = [split(tiny_mnist, config.val_size, seed) for seed in (0, 1)]
         trainer = StackedTrainer(config, [0, 1], data)
-        trainer.adam = adam
+        trainer.adam = step
         losses = [trainer.train_epoch()[0] for _ in range(config.epochs)]
         outcomes.append((torch.stack(losses), [t.detach() for t in trainer.net.params]))
     (fused_losses, fused_params), (losses, params) = outcomes

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness import stats
+from harness.stats import inference
 
 ACC = [0.9812, 0.9825, 0.9801, 0.9833, 0.9819]
 REF = [0.9800, 0.9811, 0.9806, 0.9820, 0.9802]
@@ -21,52 +21,52 @@ def t_interval(x):
 
 
 def test_mean_ci_is_student_t():
-    estimate, low, high = stats.mean_ci(ACC)
+    estimate, low, high = inference.mean_ci(ACC)
     assert estimate == pytest.approx(np.mean(ACC))
     assert (low, high) == pytest.approx(t_interval(ACC))
 
 
 def test_single_value_and_zero_variance():
-    one = stats.mean_ci([0.98])
+    one = inference.mean_ci([0.98])
     assert one.estimate == 0.98 and math.isnan(one.low) and math.isnan(one.high)
-    assert stats.mean_ci([0.98, 0.98, 0.98]) == (0.98, 0.98, 0.98)
-    assert math.isnan(stats.bootstrap_ci([0.98]).low)
-    assert stats.bootstrap_ci([0.5] * stats.BCA_MIN_N) == (0.5, 0.5, 0.5)
-    assert math.isnan(stats.paired_t_pvalue([0.9], [0.8]))
-    assert math.isnan(stats.paired_t_pvalue([0.75, 0.5], [0.5, 0.25]))  # constant difference
+    assert inference.mean_ci([0.98, 0.98, 0.98]) == (0.98, 0.98, 0.98)
+    assert math.isnan(inference.bootstrap_ci([0.98]).low)
+    assert inference.bootstrap_ci([0.5] * inference.BCA_MIN_N) == (0.5, 0.5, 0.5)
+    assert math.isnan(inference.paired_t_pvalue([0.9], [0.8]))
+    assert math.isnan(inference.paired_t_pvalue([0.75, 0.5], [0.5, 0.25]))  # constant difference
     # identical runs: no difference at all, which is equivalence, not "n/a"
-    assert stats.paired_t_pvalue([0.98, 0.97], [0.98, 0.97]) == 1.0
-    assert stats.tost_pvalue([0.0, 0.0, 0.0], 0.001) == 0.0
-    assert stats.tost_pvalue([0.002, 0.002], 0.001) == 1.0
+    assert inference.paired_t_pvalue([0.98, 0.97], [0.98, 0.97]) == 1.0
+    assert inference.tost_pvalue([0.0, 0.0, 0.0], 0.001) == 0.0
+    assert inference.tost_pvalue([0.002, 0.002], 0.001) == 1.0
 
 
 def test_bootstrap_bca_is_seeded_and_sane():
-    x = np.random.default_rng(3).normal(0.985, 0.001, stats.BCA_MIN_N)
-    first, second = stats.bootstrap_ci(x), stats.bootstrap_ci(x)
+    x = np.random.default_rng(3).normal(0.985, 0.001, inference.BCA_MIN_N)
+    first, second = inference.bootstrap_ci(x), inference.bootstrap_ci(x)
     assert first == second
     assert min(x) <= first.low < np.mean(x) < first.high <= max(x)
 
 
 def test_bootstrap_bca_is_withheld_below_its_minimum_n():
-    few = stats.bootstrap_ci(ACC)  # 5 seeds: a "95%" BCa interval would cover ~83%
+    few = inference.bootstrap_ci(ACC)  # 5 seeds: a "95%" BCa interval would cover ~83%
     assert few.estimate == pytest.approx(np.mean(ACC))
     assert math.isnan(few.low) and math.isnan(few.high)
-    assert math.isnan(stats.bootstrap_ci([0.5] * (stats.BCA_MIN_N - 1)).low)
+    assert math.isnan(inference.bootstrap_ci([0.5] * (inference.BCA_MIN_N - 1)).low)
 
 
 def test_paired_difference_and_tests():
     d = np.subtract(ACC, REF)
-    estimate, low, high = stats.paired_difference_ci(ACC, REF)
+    estimate, low, high = inference.paired_difference_ci(ACC, REF)
     assert estimate == pytest.approx(d.mean()) and (low, high) == pytest.approx(t_interval(d))
-    assert stats.paired_t_pvalue(ACC, REF) == pytest.approx(sps.ttest_rel(ACC, REF).pvalue)
+    assert inference.paired_t_pvalue(ACC, REF) == pytest.approx(sps.ttest_rel(ACC, REF).pvalue)
     with pytest.raises(ValueError, match="differ in length"):
-        stats.paired_difference_ci(ACC, REF[:3])
+        inference.paired_difference_ci(ACC, REF[:3])
 
 
 def test_holm_by_hand():
-    adjusted = stats.holm([0.01, 0.04, 0.03, math.nan])
+    adjusted = inference.holm([0.01, 0.04, 0.03, math.nan])
     assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adjusted[3])
-    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert inference.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
 
 
 # --- equivalence, power and sample size --------------------------------------------------------
@@ -77,15 +77,15 @@ def test_tost_is_the_larger_of_two_shifted_one_sided_t_tests():
     se = d.std(ddof=1) / math.sqrt(len(d))
     lower = sps.t.sf((d.mean() + margin) / se, len(d) - 1)  # H0: Δ ≤ −margin
     upper = sps.t.cdf((d.mean() - margin) / se, len(d) - 1)  # H0: Δ ≥ +margin
-    assert stats.tost_pvalue(d, margin) == pytest.approx(max(lower, upper))
-    assert stats.tost_pvalue(d, margin) < 0.05 < stats.tost_pvalue(d, 0.0005)
-    assert math.isnan(stats.tost_pvalue([0.001], margin))
-    assert stats.tost_pvalue([0.001, 0.001, 0.001], margin) == 0.0  # no spread, inside
+    assert inference.tost_pvalue(d, margin) == pytest.approx(max(lower, upper))
+    assert inference.tost_pvalue(d, margin) < 0.05 < inference.tost_pvalue(d, 0.0005)
+    assert math.isnan(inference.tost_pvalue([0.001], margin))
+    assert inference.tost_pvalue([0.001, 0.001, 0.001], margin) == 0.0  # no spread, inside
 
 
 def test_minimum_detectable_effect_has_the_stated_power():
     sd, n = 0.002, 8
-    mde = stats.minimum_detectable_effect(sd, n)
+    mde = inference.minimum_detectable_effect(sd, n)
     # power from the noncentral t written the other way round: 1 − P(−c < T < c)
     c, nc = sps.t.ppf(0.975, n - 1), mde / sd * math.sqrt(n)
     assert 1 - (sps.nct.cdf(c, n - 1, nc) - sps.nct.cdf(-c, n - 1, nc)) == pytest.approx(0.8)
@@ -95,39 +95,39 @@ def test_minimum_detectable_effect_has_the_stated_power():
     assert abs(rejected - 0.8) < 3 * math.sqrt(0.8 * 0.2 / 20_000)
     # large n: the normal approximation (z_{α/2} + z_β)·sd/√n
     z = sps.norm.ppf(0.975) + sps.norm.ppf(0.8)
-    assert stats.minimum_detectable_effect(sd, 2000) == pytest.approx(
+    assert inference.minimum_detectable_effect(sd, 2000) == pytest.approx(
         z * sd / math.sqrt(2000), 1e-3
     )
-    assert stats.minimum_detectable_effect(sd, 2) > 10 * sd  # one degree of freedom: hopeless
-    assert math.isnan(stats.minimum_detectable_effect(sd, 1))
-    assert math.isnan(stats.minimum_detectable_effect(0.0, 5))
+    assert inference.minimum_detectable_effect(sd, 2) > 10 * sd  # one degree of freedom: hopeless
+    assert math.isnan(inference.minimum_detectable_effect(sd, 1))
+    assert math.isnan(inference.minimum_detectable_effect(0.0, 5))
 
 
 def test_seeds_needed_is_consistent_with_the_mde_and_monotone():
     sd, effect = 0.0021, 0.001
-    n = stats.seeds_needed(sd, effect)
+    n = inference.seeds_needed(sd, effect)
     assert (
-        stats.minimum_detectable_effect(sd, n)
+        inference.minimum_detectable_effect(sd, n)
         <= effect
-        < stats.minimum_detectable_effect(sd, n - 1)
+        < inference.minimum_detectable_effect(sd, n - 1)
     )
-    assert stats.seeds_needed(sd, effect, alpha=0.05 / 7) > n  # a stricter level costs seeds
-    needed = [stats.seeds_needed(sd, e) for e in (0.0005, 0.001, 0.002, 0.004)]
+    assert inference.seeds_needed(sd, effect, alpha=0.05 / 7) > n  # a stricter level costs seeds
+    needed = [inference.seeds_needed(sd, e) for e in (0.0005, 0.001, 0.002, 0.004)]
     assert needed == sorted(needed, reverse=True) and needed[-1] >= 2
-    assert stats.seeds_needed(1.0, 0.01, max_n=100) == 101  # not reachable: max_n + 1
-    assert stats.seeds_needed(0.0, 0.001) == 2
+    assert inference.seeds_needed(1.0, 0.01, max_n=100) == 101  # not reachable: max_n + 1
+    assert inference.seeds_needed(0.0, 0.001) == 2
     with pytest.raises(ValueError):
-        stats.seeds_needed(sd, 0.0)
+        inference.seeds_needed(sd, 0.0)
 
 
 def test_hedges_gz_uses_the_exact_gamma_correction():
     d = [0.1, 0.2, 0.4, 0.3, 0.25]
     m = len(d) - 1
     j = math.gamma(m / 2) / (math.sqrt(m / 2) * math.gamma((m - 1) / 2))
-    assert stats.hedges_gz(d) == pytest.approx(j * np.mean(d) / np.std(d, ddof=1))
+    assert inference.hedges_gz(d) == pytest.approx(j * np.mean(d) / np.std(d, ddof=1))
     assert j == pytest.approx(1 - 3 / (4 * m - 1), rel=3e-3)  # the usual approximation
-    assert stats.hedges_gz([0.1, 0.3]) == 0.0  # J(1) = 0
-    assert math.isnan(stats.hedges_gz([0.1])) and math.isnan(stats.hedges_gz([0.2, 0.2]))
+    assert inference.hedges_gz([0.1, 0.3]) == 0.0  # J(1) = 0
+    assert math.isnan(inference.hedges_gz([0.1])) and math.isnan(inference.hedges_gz([0.2, 0.2]))
 
 
 # --- tests on counts of correct images ----------------------------------------------------------
@@ -159,11 +159,11 @@ def signed_rank_pvalue_by_convolution(d):
 def test_wilcoxon_counts_by_hand_and_with_ties():
     # nonzero +1 −2 +3 +4 → ranks 1 2 3 4, T = 6; |T| ≥ 6 iff the negative ranks sum to ≤ 2
     # ({}, {1}, {2}) or ≥ 8 (their complements): 6 of 16 sign patterns
-    assert stats.wilcoxon_counts_pvalue([1, -2, 3, 0, 4], [0] * 5) == pytest.approx(6 / 16)
+    assert inference.wilcoxon_counts_pvalue([1, -2, 3, 0, 4], [0] * 5) == pytest.approx(6 / 16)
     # counts whose accuracies scipy's default tested at 0.875 (floating point broke the tie of
     # the two |3|s); exact: differences 2 1 −3 3 0 0, midranks 2 1 3.5 3.5, T = 3, 12 of 16
     variant, reference = [9807, 9816, 9823, 9829, 9797, 9812], [9805, 9815, 9826, 9826, 9797, 9812]
-    assert stats.wilcoxon_counts_pvalue(variant, reference) == pytest.approx(0.75)
+    assert inference.wilcoxon_counts_pvalue(variant, reference) == pytest.approx(0.75)
     rng = np.random.default_rng(11)
     for _ in range(12):
         n = int(rng.integers(5, 11))
@@ -172,46 +172,48 @@ def test_wilcoxon_counts_by_hand_and_with_ties():
         if not np.any(variant != reference):
             continue
         expected = signed_rank_pvalue_by_enumeration(variant - reference)
-        assert stats.wilcoxon_counts_pvalue(variant, reference) == pytest.approx(expected)
+        assert inference.wilcoxon_counts_pvalue(variant, reference) == pytest.approx(expected)
         assert signed_rank_pvalue_by_convolution(variant - reference) == pytest.approx(expected)
 
 
 def test_wilcoxon_counts_monte_carlo_above_2_to_the_16():
     d = np.random.default_rng(5).integers(-4, 6, 24)  # ties and zeros, 2**m > 2**16
     exact = signed_rank_pvalue_by_convolution(d)
-    p = stats.wilcoxon_counts_pvalue(d, np.zeros_like(d))
+    p = inference.wilcoxon_counts_pvalue(d, np.zeros_like(d))
     assert abs(p - exact) < 4 * math.sqrt(exact * (1 - exact) / 2**16) + 1e-4
-    assert p == stats.wilcoxon_counts_pvalue(d, np.zeros_like(d))  # seeded
+    assert p == inference.wilcoxon_counts_pvalue(d, np.zeros_like(d))  # seeded
 
 
 def test_wilcoxon_counts_refuses_what_it_cannot_do():
-    assert math.isnan(stats.wilcoxon_counts_pvalue([5, 6, 7, 8, 9], [5, 6, 7, 8, 9]))
-    assert math.isnan(stats.wilcoxon_counts_pvalue([1, 2, 3, 4], [0, 0, 0, 0]))
+    assert math.isnan(inference.wilcoxon_counts_pvalue([5, 6, 7, 8, 9], [5, 6, 7, 8, 9]))
+    assert math.isnan(inference.wilcoxon_counts_pvalue([1, 2, 3, 4], [0, 0, 0, 0]))
     with pytest.raises(TypeError):
-        stats.wilcoxon_counts_pvalue(ACC, REF)
+        inference.wilcoxon_counts_pvalue(ACC, REF)
 
 
 def test_mcnemar_exact_by_hand():
     # 10 vs 3 discordant images: 2·P(Bin(13, ½) ≤ 3) = 2·(1 + 13 + 78 + 286) / 2**13
-    assert stats.mcnemar_pvalue(10, 3) == pytest.approx(2 * 378 / 2**13)
-    assert stats.mcnemar_pvalue(3, 10) == stats.mcnemar_pvalue(10, 3)
-    assert stats.mcnemar_pvalue(4, 4) == 1.0 and stats.mcnemar_pvalue(0, 0) == 1.0
-    assert stats.mcnemar_pvalue(0, 6) == pytest.approx(2 / 2**6)
+    assert inference.mcnemar_pvalue(10, 3) == pytest.approx(2 * 378 / 2**13)
+    assert inference.mcnemar_pvalue(3, 10) == inference.mcnemar_pvalue(10, 3)
+    assert inference.mcnemar_pvalue(4, 4) == 1.0 and inference.mcnemar_pvalue(0, 0) == 1.0
+    assert inference.mcnemar_pvalue(0, 6) == pytest.approx(2 / 2**6)
 
 
 def test_prediction_interval_formula_and_coverage():
     x = np.asarray(ACC)
     half = sps.t.ppf(0.975, 4) * x.std(ddof=1) * math.sqrt(1 + 1 / 5)
-    estimate, low, high = stats.prediction_interval(ACC)
+    estimate, low, high = inference.prediction_interval(ACC)
     assert (estimate, low, high) == pytest.approx((x.mean(), x.mean() - half, x.mean() + half))
-    assert high - low > np.subtract(*stats.mean_ci(ACC)[:0:-1]) * 2  # wider than the mean's
+    assert high - low > np.subtract(*inference.mean_ci(ACC)[:0:-1]) * 2  # wider than the mean's
     # one new draw lands inside 95% of the time
     draws = np.random.default_rng(9).normal(size=(2000, 6))
     inside = [
-        lo <= row[5] <= hi for row in draws for _, lo, hi in [stats.prediction_interval(row[:5])]
+        lo <= row[5] <= hi
+        for row in draws
+        for _, lo, hi in [inference.prediction_interval(row[:5])]
     ]
     assert abs(np.mean(inside) - 0.95) < 3 * math.sqrt(0.95 * 0.05 / 2000)
-    assert math.isnan(stats.prediction_interval([0.98]).low)
+    assert math.isnan(inference.prediction_interval([0.98]).low)
 
 
 # --- intervals over seeds and test images -------------------------------------------------------
@@ -254,17 +256,17 @@ def test_seeds_and_images_interval_matches_anova_and_covers():
     df = variance**2 / (a**2 / 3 + b**2 / 59 + c**2 / (3 * 59))  # Satterthwaite
     half = sps.t.ppf(0.975, df) * math.sqrt(variance)
     expected = (y.mean(), y.mean() - half, y.mean() + half)
-    assert stats.accuracy_interval_seeds_and_images(y.astype(bool)) == pytest.approx(expected)
+    assert inference.accuracy_interval_seeds_and_images(y.astype(bool)) == pytest.approx(expected)
     # rows and columns carry nothing: the interaction's share alone, (S−1)(N−1) df
     checkerboard = np.array([[1, 0, 1, 0], [0, 1, 0, 1]], dtype=bool)
     half = sps.t.ppf(0.975, 3) * math.sqrt((2 / 3) / 8)
-    assert stats.accuracy_interval_seeds_and_images(checkerboard) == pytest.approx(
+    assert inference.accuracy_interval_seeds_and_images(checkerboard) == pytest.approx(
         (0.5, 0.5 - half, 0.5 + half)
     )
     # coverage of the population accuracy by a direct simulation of new seeds and new images
     truth, n_studies = population_accuracy(), 400
     results = [
-        stats.accuracy_interval_seeds_and_images(logistic_population(rng, 5, 2000)[0])
+        inference.accuracy_interval_seeds_and_images(logistic_population(rng, 5, 2000)[0])
         for _ in range(n_studies)
     ]
     covered = np.mean([r.low <= truth <= r.high for r in results])
@@ -274,7 +276,7 @@ def test_seeds_and_images_interval_matches_anova_and_covers():
         [
             lo <= truth <= hi
             for _ in range(n_studies)
-            for _, lo, hi in [stats.mean_ci(logistic_population(rng, 5, 2000)[0].mean(axis=1))]
+            for _, lo, hi in [inference.mean_ci(logistic_population(rng, 5, 2000)[0].mean(axis=1))]
         ]
     )
     assert seeds_only < 0.85
@@ -298,32 +300,32 @@ def test_paired_seeds_and_images_interval():
         variant_logit = 4.5 + delta + seeds + rng.normal(0, 0.05, (5, 1)) + images
         reference = rng.random((5, 2000)) < 1 / (1 + np.exp(-(4.5 + seeds + images)))
         variant = rng.random((5, 2000)) < 1 / (1 + np.exp(-variant_logit))
-        interval = stats.paired_difference_interval_seeds_and_images(variant, reference)
+        interval = inference.paired_difference_interval_seeds_and_images(variant, reference)
         assert interval.estimate == pytest.approx(variant.mean() - reference.mean())
         covered.append(interval.low <= truth <= interval.high)
     assert abs(np.mean(covered) - 0.95) < 3 * math.sqrt(0.95 * 0.05 / n_studies)
     with pytest.raises(ValueError, match="differ in shape"):
-        stats.paired_difference_interval_seeds_and_images(variant, reference[:4])
+        inference.paired_difference_interval_seeds_and_images(variant, reference[:4])
 
 
 def test_seeds_and_images_interval_is_fast_and_degenerates_cleanly():
     correct = np.random.default_rng(1).random((30, 10_000)) < 0.985
     start = time.perf_counter()
-    stats.accuracy_interval_seeds_and_images(correct)
+    inference.accuracy_interval_seeds_and_images(correct)
     assert time.perf_counter() - start < 1.0
-    one = stats.accuracy_interval_seeds_and_images(correct[:1])
+    one = inference.accuracy_interval_seeds_and_images(correct[:1])
     assert math.isnan(one.low) and one.estimate == pytest.approx(correct[0].mean())
-    assert stats.accuracy_interval_seeds_and_images(np.ones((3, 5), bool)) == (1.0, 1.0, 1.0)
+    assert inference.accuracy_interval_seeds_and_images(np.ones((3, 5), bool)) == (1.0, 1.0, 1.0)
 
 
 # --- what BCa's "95%" is worth ------------------------------------------------------------------
 
 
 def test_bca_coverage_shortfall_and_minimum_n():
-    few = stats.bca_coverage(5, n_studies=2000, seed=1)
-    enough = stats.bca_coverage(stats.BCA_MIN_N, n_studies=2000, seed=2)
+    few = inference.bca_coverage(5, n_studies=2000, seed=1)
+    enough = inference.bca_coverage(inference.BCA_MIN_N, n_studies=2000, seed=2)
     se = math.sqrt(0.93 * 0.07 / 2000)
-    print(f"BCa coverage: n=5 {few:.3f}, n={stats.BCA_MIN_N} {enough:.3f} (MC SE ~{se:.3f})")
+    print(f"BCa coverage: n=5 {few:.3f}, n={inference.BCA_MIN_N} {enough:.3f} (MC SE ~{se:.3f})")
     # theory for x̄ ± z·sd_plugin at n = 5: P(|t_4| ≤ 1.96·√(4/5)) = 0.846
     assert few < 0.90 and abs(few - 0.846) < 0.03
     assert enough >= 0.93 - 2 * se

@@ -1,7 +1,7 @@
 import json
 
-from harness.store import RunKey, RunStore
-from harness.training import run
+from harness.core.store import RunKey, RunStore
+from harness.core.training import run
 from tests.conftest import TINY
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.store import RunKey, RunStore
+from harness.core.store import RunKey, RunStore
 
 KEY = RunKey("abc", 0, "cpu1t")
 PROCESSES, ROUNDS = 8, 300
@@ -76,7 +76,7 @@ def test_a_held_lock_is_refused_then_waited_for(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from harness.store import RunStore, RunKey\n"
+            "import sys, time; from harness.core.store import RunStore, RunKey\n"
             f"with RunStore({str(tmp_path)!r}).claim(RunKey('abc', 0, 'cpu1t')) as held:\n"
             "    print(held, flush=True); time.sleep(1)\n"
             f"    open({str(tmp_path / 'letting-go')!r}, 'w').close()",
@@ -98,7 +98,7 @@ def test_a_killed_holders_lock_is_free(tmp_path):
         [
             sys.executable,
             "-c",
-            "import time; from harness.store import RunStore, RunKey\n"
+            "import time; from harness.core.store import RunStore, RunKey\n"
             f"with RunStore({str(tmp_path)!r}).claim(RunKey('abc', 0, 'cpu1t')) as held:\n"
             "    print(held, flush=True); time.sleep(600)",
         ],

@@ -2,11 +2,11 @@
 
 import dataclasses
 
-from harness import design
-from harness.config import Config
-from harness.plan import TUNED, Arm, Design, Plan, load_plan, save_plan, update_plan
-from harness.specs import REFERENCE
-from harness.study import planned_after_pilot
+from harness.core.config import Config
+from harness.stats import design
+from harness.study.plan import TUNED, Arm, Design, Plan, load_plan, save_plan, update_plan
+from harness.study.runner import planned_after_pilot
+from harness.study.specs import REFERENCE
 
 REF = Arm(REFERENCE, "the reference", Config(), (0, 1))
 NO_BN = Arm("no_batchnorm", "no BN", dataclasses.replace(Config(), batchnorm=False), (0, 1, 2))
@@ -74,7 +74,7 @@ def test_tuned_arm_is_not_part_of_the_planned_family():
 def test_merging_keeps_seeds_and_refuses_runs_that_would_not_compare(tmp_path):
     import pytest
 
-    from harness.plan import PlanError
+    from harness.study.plan import PlanError
 
     update_plan(Plan({REFERENCE: REF, NO_BN.label: NO_BN}, "cpu1t"), tmp_path)
     fewer = dataclasses.replace(NO_BN, seeds=(0,))

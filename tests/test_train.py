@@ -2,8 +2,8 @@ import dataclasses
 
 import pytest
 
-from harness.data import split
-from harness.training import fit, run
+from harness.core.data import split
+from harness.core.training import fit, run
 from tests.conftest import TINY
 from tests.helpers import metrics_only
 

@@ -16,15 +16,15 @@ import psutil
 from tqdm import tqdm
 
 from harness import UserError
-from harness.data import resolve_data_dir
-from harness.executor import (
+from harness.core.data import resolve_data_dir
+from harness.core.store import resolve_results_dir
+from harness.study.executor import (
     SCHEDULER_ENV,
     Resources,
     WorkerLost,
     default_threads,
     resolve_scheduler,
 )
-from harness.store import resolve_results_dir
 
 __all__ = ["UserError", "add_common_args", "guard"]
 

@@ -1,4 +1,4 @@
-"""Figures of numbers computed in harness.analysis: each *_figure draws, save writes the PNG.
+"""Figures of numbers computed in harness.report.analysis: each *_figure draws, save writes the PNG.
 
 PNG carries no software tag and a fixed dpi, so the same numbers give byte-identical files.
 """

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness import stats
-from harness.analysis import StudyData, first_lr_cuts, summed_confusion
-from harness.pages import interval, missing, number, pct
-from harness.specs import REFERENCE
+from harness.report.analysis import StudyData, first_lr_cuts, summed_confusion
+from harness.report.pages import interval, missing, number, pct
+from harness.stats import inference
+from harness.study.specs import REFERENCE
 
 WRITE_UP = {
     "test_accuracy": 0.9816,
@@ -74,7 +74,7 @@ def claims_rows(data: StudyData) -> list[dict[str, str]]:
 def predicted(
     claim: str, values: pd.Series, value: float, fmt: Callable[[float], str] = pct
 ) -> dict[str, str]:
-    pi = stats.prediction_interval(np.asarray(values, dtype=float))
+    pi = inference.prediction_interval(np.asarray(values, dtype=float))
     sd = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
     return _row(
         claim,
@@ -108,7 +108,7 @@ def digit_rows(ok: pd.DataFrame) -> list[dict[str, str]]:
         ("digit 1 easiest at 99.21%", WRITE_UP["easiest"], int(np.argmax(means))),
         ("digit 9 hardest at 96.93%", WRITE_UP["hardest"], int(np.argmin(means))),
     ]:
-        pi = stats.prediction_interval(accuracy[:, digit])
+        pi = inference.prediction_interval(accuracy[:, digit])
         rows.append(
             _row(
                 claim,
@@ -149,7 +149,7 @@ def confusion_row(confusion: np.ndarray, runs: int) -> dict[str, str]:
 def lr_cut_row(ok: pd.DataFrame) -> dict[str, str]:
     """Measured as the epoch after which the plateau scheduler first cut the learning rate."""
     claimed, cuts = WRITE_UP["first_lr_cut"], first_lr_cuts(ok)
-    pi = stats.prediction_interval(cuts)
+    pi = inference.prediction_interval(cuts)
     if missing(pi.low):  # fewer than two runs with a cut: the observed range instead
         holds = bool(cuts) and min(cuts) <= claimed <= max(cuts)
     else:
@@ -173,7 +173,7 @@ def lr_cut_row(ok: pd.DataFrame) -> dict[str, str]:
     )
 
 
-def _inside(value: float, pi: stats.Interval) -> bool:
+def _inside(value: float, pi: inference.Interval) -> bool:
     return not missing(pi.low) and pi.low <= value <= pi.high
 
 

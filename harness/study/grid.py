@@ -19,9 +19,13 @@ import torch
 from distributed import Future, as_completed
 from tqdm import tqdm
 
-from harness.config import Config
-from harness.data import check_dataset, load_mnist, resolve_data_dir
-from harness.executor import (
+from harness.core.config import Config
+from harness.core.data import check_dataset, load_mnist, resolve_data_dir
+from harness.core.model import INPUT_SIZE, NUM_CLASSES
+from harness.core.store import RunKey, RunStore, StoreError
+from harness.core.training import engine, resolve_device, run
+from harness.stacked.trainer import run_stacked, stack_size
+from harness.study.executor import (
     KilledWorker,
     Resources,
     check_scheduler,
@@ -32,11 +36,7 @@ from harness.executor import (
     worker_lost,
     worker_mnist,
 )
-from harness.model import INPUT_SIZE, NUM_CLASSES
-from harness.plan import Task
-from harness.stacked import run_stacked, stack_size
-from harness.store import RunKey, RunStore, StoreError
-from harness.training import engine, resolve_device, run
+from harness.study.plan import Task
 
 
 def run_engine(resources: Resources) -> str:

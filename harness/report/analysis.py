@@ -20,12 +20,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from harness import design, stats
-from harness.config import Config
-from harness.model import build_model
-from harness.plan import TUNED, Plan, load_plan, load_search_summary
-from harness.specs import REFERENCE
-from harness.store import RunKey, RunStore
+from harness.core.config import Config
+from harness.core.model import build_model
+from harness.core.store import RunKey, RunStore
+from harness.stats import design, inference
+from harness.study.plan import TUNED, Plan, load_plan, load_search_summary
+from harness.study.specs import REFERENCE
 
 ABLATIONS, SELECTED = "planned ablations", "selected by the search"
 
@@ -127,11 +127,11 @@ def arm_row(data: StudyData, label: str) -> dict[str, Any]:
         "n": len(ok),
         "diverged": int((runs["status"] != "ok").sum()) if len(runs) else 0,
         "parameters": int(runs["parameters"].iloc[0]) if len(runs) else 0,
-        "mean": stats.mean_ci(accuracy).estimate,
+        "mean": inference.mean_ci(accuracy).estimate,
         "sd": float(np.std(accuracy, ddof=1)) if len(accuracy) > 1 else math.nan,
-        "t_ci": tuple(stats.mean_ci(accuracy)[1:]),
-        "bca_ci": tuple(stats.bootstrap_ci(accuracy)[1:]),
-        "images_ci": tuple(stats.accuracy_interval_seeds_and_images(correct_matrix(ok))[1:])
+        "t_ci": tuple(inference.mean_ci(accuracy)[1:]),
+        "bca_ci": tuple(inference.bootstrap_ci(accuracy)[1:]),
+        "images_ci": tuple(inference.accuracy_interval_seeds_and_images(correct_matrix(ok))[1:])
         if len(ok)
         else (math.nan, math.nan),
         "best_epoch": float(ok["best_epoch"].mean()) if len(ok) else math.nan,
@@ -161,15 +161,15 @@ def paired_comparison(data: StudyData, label: str) -> dict[str, Any]:
         estimate, ci = stein.mean, (stein.ci_low, stein.ci_high)
         p_difference, p_equivalence = stein.p_difference, stein.p_equivalence
     else:
-        interval = stats.mean_ci(d)
+        interval = inference.mean_ci(d)
         estimate, ci = interval.estimate, tuple(interval[1:])
         p_difference, p_equivalence = (
-            stats.paired_t_pvalue(d, np.zeros(n)),
-            stats.tost_pvalue(d, margin),
+            inference.paired_t_pvalue(d, np.zeros(n)),
+            inference.tost_pvalue(d, margin),
         )
     v_correct, r_correct = correct_matrix(variant), correct_matrix(reference)
     mcnemar = [
-        stats.mcnemar_pvalue(int((v & ~r).sum()), int((r & ~v).sum()))
+        inference.mcnemar_pvalue(int((v & ~r).sum()), int((r & ~v).sum()))
         for v, r in zip(v_correct, r_correct, strict=True)
     ]
     return {
@@ -177,17 +177,17 @@ def paired_comparison(data: StudyData, label: str) -> dict[str, Any]:
         "diff": estimate,
         "diff_ci": ci,
         "diff_images_ci": tuple(
-            stats.paired_difference_interval_seeds_and_images(v_correct, r_correct)[1:]
+            inference.paired_difference_interval_seeds_and_images(v_correct, r_correct)[1:]
         )
         if n
         else (math.nan, math.nan),
         "sd_diff": sd,
         "p_difference": p_difference,
         "p_equivalence": p_equivalence,
-        "p_wilcoxon": stats.wilcoxon_counts_pvalue(
+        "p_wilcoxon": inference.wilcoxon_counts_pvalue(
             correct_counts(variant), correct_counts(reference)
         ),
-        "g_z": stats.hedges_gz(d),
+        "g_z": inference.hedges_gz(d),
         "correlation": _correlation(variant["test_accuracy"], reference["test_accuracy"]),
         "mcnemar_significant": sum(p < 0.05 for p in mcnemar),
     }
@@ -224,19 +224,21 @@ def comparison_table(data: StudyData) -> pd.DataFrame:
         frame[f"{column}_holm"] = math.nan
         for family in (ABLATIONS, SELECTED):
             members = (frame["family"] == family) & (frame["variant"] != REFERENCE)
-            frame.loc[members, f"{column}_holm"] = stats.holm(frame.loc[members, column].tolist())
+            frame.loc[members, f"{column}_holm"] = inference.holm(
+                frame.loc[members, column].tolist()
+            )
     # What the current seeds can detect, at Holm's strictest step (alpha / family size): the
     # level a decision in this family must reach.
     sizes = frame.loc[frame["variant"] != REFERENCE, "family"].value_counts()
     alphas = [design.ALPHA / sizes.get(row.family, 1) for row in frame.itertuples()]
     frame["mde"] = [
-        stats.minimum_detectable_effect(row.sd_diff, row.n_pairs, alpha)
+        inference.minimum_detectable_effect(row.sd_diff, row.n_pairs, alpha)
         if row.variant != REFERENCE and row.n_pairs > 1
         else math.nan
         for row, alpha in zip(frame.itertuples(), alphas, strict=True)
     ]
     frame["seeds_needed"] = [
-        stats.seeds_needed(row.sd_diff, data.plan.margin, alpha)
+        inference.seeds_needed(row.sd_diff, data.plan.margin, alpha)
         if row.variant != REFERENCE and row.n_pairs > 1 and row.sd_diff > 0
         else None
         for row, alpha in zip(frame.itertuples(), alphas, strict=True)
@@ -271,10 +273,10 @@ def per_digit_table(data: StudyData, label: str) -> pd.DataFrame:
         ]
     rows = []
     for digit in range(10):
-        interval = stats.mean_ci(accuracy[:, digit])
+        interval = inference.mean_ci(accuracy[:, digit])
         row: dict[str, Any] = {"digit": digit, "mean": interval.estimate, "ci": tuple(interval[1:])}
         if label != REFERENCE:
-            difference = stats.paired_difference_ci(pairs[0][:, digit], pairs[1][:, digit])
+            difference = inference.paired_difference_ci(pairs[0][:, digit], pairs[1][:, digit])
             row.update(diff=difference.estimate, diff_ci=tuple(difference[1:]))
         rows.append(row)
     return pd.DataFrame(rows)
@@ -304,7 +306,7 @@ def curve_bands(runs: pd.DataFrame, key: str) -> dict[str, np.ndarray]:
     """A history column over the epochs all runs reached: mean and 95% t band per epoch."""
     epochs = min(len(history) for history in runs["history"])
     values = np.array([[e[key] for e in history[:epochs]] for history in runs["history"]])
-    bands = [stats.mean_ci(values[:, i]) for i in range(epochs)]
+    bands = [inference.mean_ci(values[:, i]) for i in range(epochs)]
     return {
         "epoch": np.arange(1, epochs + 1),
         "mean": np.array([band.estimate for band in bands]),
@@ -314,8 +316,8 @@ def curve_bands(runs: pd.DataFrame, key: str) -> dict[str, np.ndarray]:
 
 
 def architecture(config: Config) -> list[dict[str, Any]]:
-    """The layers harness.model builds for the config, with their parameter counts (built on the
-    meta device: no memory, no draw from the random generator)."""
+    """The layers harness.core.model builds for the config, with their parameter counts (built on
+    the meta device: no memory, no draw from the random generator)."""
     with torch.device("meta"):
         model = build_model(config)
     layers = []

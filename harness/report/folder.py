@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from harness import UserError
-from harness.store import file_lock, write_json_atomically
+from harness.core.store import file_lock, write_json_atomically
 
 MANIFEST = "manifest.json"
 LOCK = ".report.lock"  # held while a report is written; removed after

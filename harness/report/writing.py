@@ -1,7 +1,5 @@
-"""Reports from stored runs alone (no training): the verdicts, markdown pages, plots, runs.csv,
-and a copy of the records they were computed from.
-
-    python -m harness.report [--results-dir DIR] [--out DIR]
+"""Writes a study's reports from stored runs alone (no training): the verdicts, markdown pages,
+plots, runs.csv, and a copy of the records they were computed from.
 
 The saved plan (plan.json in the results folder) says which arms and seeds make the study. The
 records behind a report are copied into <out>/data/, laid out as a results folder, so that
@@ -11,7 +9,6 @@ runs.csv byte for byte from what is committed.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -20,8 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from harness import UserError, cli, pages, pages_detail, plots
-from harness.analysis import (
+from harness import UserError
+from harness.report import pages, pages_detail, plots
+from harness.report.analysis import (
     ABLATIONS,
     StudyData,
     architecture,
@@ -33,10 +31,10 @@ from harness.analysis import (
     summed_confusion,
     used_runs,
 )
-from harness.claims import claims_rows
-from harness.plan import PLAN_FILE, SEARCH_SUMMARY_FILE, TUNED
-from harness.report_folder import DATA, ReportFolder, check_report_folder
-from harness.specs import REFERENCE
+from harness.report.claims import claims_rows
+from harness.report.folder import DATA, ReportFolder, check_report_folder
+from harness.study.plan import PLAN_FILE, SEARCH_SUMMARY_FILE, TUNED
+from harness.study.specs import REFERENCE
 
 REPORTS_DIR_ENV = "HARNESS_REPORTS_DIR"
 DEFAULT_REPORTS_DIR = Path("reports")
@@ -202,26 +200,3 @@ def copy_data(data: StudyData, folder: ReportFolder) -> None:
 
 def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m harness.report",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--results-dir", help="stored runs (default: $HARNESS_RESULTS_DIR, else ./results)"
-    )
-    parser.add_argument(
-        "--out", help="output folder (default: $HARNESS_REPORTS_DIR, else ./reports)"
-    )
-    parser.add_argument("--epochs", type=int, help="ignored, kept for older scripts")
-    args = parser.parse_args(argv)
-    if args.epochs is not None:
-        print("--epochs is ignored: the saved plan decides each arm's epochs now")
-    return finish(cli.results_dir(args), resolve_reports_dir(args.out))
-
-
-if __name__ == "__main__":
-    raise SystemExit(cli.guard(main))

@@ -1,5 +1,5 @@
 """K copies of one config's network as batched tensors (weights K × out × in): the stacked
-model that harness.stacked_model trains. Member k starts from seed k's single-run weights."""
+model that harness.stacked.model trains. Member k starts from seed k's single-run weights."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.config import Config
-from harness.model import build_model
-from harness.seeding import stream_seed
+from harness.core.config import Config
+from harness.core.model import build_model
+from harness.core.seeding import stream_seed
 
 BN_MOMENTUM, BN_EPS = 0.1, 1e-5  # nn.BatchNorm1d's defaults
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}

@@ -30,7 +30,7 @@ from harness import UserError
 
 RESULTS_DIR_ENV = "HARNESS_RESULTS_DIR"
 DEFAULT_RESULTS_DIR = Path("results")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def resolve_results_dir(arg: str | Path | None = None) -> Path:

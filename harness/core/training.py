@@ -1,7 +1,7 @@
 """Trains one (config, seed) on in-memory tensors and evaluates the test set once.
 
 One seed fixes everything random: the train/validation split, the initialization, the data
-order, the dropout masks and the augmentation, each from its own stream (harness.seeding).
+order, the dropout masks and the augmentation, each from its own stream (harness.core.seeding).
 Variants of the reference trained with the same seed share every stream their change leaves
 untouched, so their differences can be compared pair by pair.
 """
@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import UserError
-from harness.config import Config
-from harness.data import Mnist, Split, random_shifts, split
-from harness.model import NUM_CLASSES, build_model, parameter_count
-from harness.seeding import generator, stream_seed
-from harness.store import RECORD_SCHEMA, environment
+from harness.core.config import Config
+from harness.core.data import Mnist, Split, random_shifts, split
+from harness.core.model import NUM_CLASSES, build_model, parameter_count
+from harness.core.seeding import generator, stream_seed
+from harness.core.store import RECORD_SCHEMA, environment
 
 EVAL_BATCH = 10_000
 CPU = torch.device("cpu")

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness import UserError
-from harness.config import Config, ConfigError, config_from_dict
-from harness.specs import REFERENCE, Spec
-from harness.store import write_json_atomically
+from harness.core.config import Config, ConfigError, config_from_dict
+from harness.core.store import write_json_atomically
+from harness.study.specs import REFERENCE, Spec
 
 PLAN_FILE = "plan.json"
 TUNED = "tuned"
@@ -57,7 +57,7 @@ class Arm:
 @dataclass(frozen=True)
 class Design:
     """Seeds until decided: a pilot of pilot_seeds per arm, then each arm's seed count from the
-    pilot's spread (Stein's two-stage design, harness.design), at most max_seeds."""
+    pilot's spread (Stein's two-stage design, harness.stats.design), at most max_seeds."""
 
     pilot_seeds: int
     max_seeds: int

@@ -17,16 +17,17 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import URL
 from tqdm import tqdm
 
-from harness import UserError, design
-from harness.config import Config
-from harness.data import load_mnist, resolve_data_dir, split
-from harness.executor import KilledWorker, Resources, cluster, worker_lost, worker_mnist
-from harness.grid import check_before_training, progress_counts, run_tasks
-from harness.plan import SEARCH_SUMMARY_FILE, TUNED, Plan, update_plan
-from harness.specs import REFERENCE
-from harness.store import RunKey, RunStore, write_json_atomically
-from harness.training import resolve_device
-from harness.tuning import (
+from harness import UserError
+from harness.core.config import Config
+from harness.core.data import load_mnist, resolve_data_dir, split
+from harness.core.store import RunKey, RunStore, write_json_atomically
+from harness.core.training import resolve_device
+from harness.stats import design
+from harness.study.executor import KilledWorker, Resources, cluster, worker_lost, worker_mnist
+from harness.study.grid import check_before_training, progress_counts, run_tasks
+from harness.study.plan import SEARCH_SUMMARY_FILE, TUNED, Plan, update_plan
+from harness.study.specs import REFERENCE
+from harness.study.tuning import (
     DEFAULT_EPOCH_CAP,
     DEFAULT_STUDY,
     SEARCH_SEED,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from harness.config import Config
+from harness.core.config import Config
 
 INPUT_SIZE, NUM_CLASSES = 28 * 28, 10
 ACTIVATION_LAYERS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}

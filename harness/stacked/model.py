@@ -1,5 +1,5 @@
-"""The stacked model and its trainer (harness.stacked drives them; its docstring says what a
-member keeps of the single run). Split from harness.stacked only for length.
+"""The stacked model and its trainer (harness.stacked.trainer drives them; its docstring says what a
+member keeps of the single run). Split from harness.stacked.trainer only for length.
 
 A step runs one of two ways: eagerly, kernel by kernel, or (on CUDA) as the replay of one CUDA
 graph captured from the same function, since below a few dozen members a step is hundreds of
@@ -16,13 +16,13 @@ from collections.abc import Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from harness.config import Config
-from harness.data import Split, random_shifts
-from harness.model import INPUT_SIZE
-from harness.seeding import generator
-from harness.stacked_adam import adam_for
-from harness.stacked_mlp import StackedMLP
-from harness.training import CPU, EVAL_BATCH
+from harness.core.config import Config
+from harness.core.data import Split, random_shifts
+from harness.core.model import INPUT_SIZE
+from harness.core.seeding import generator
+from harness.core.training import CPU, EVAL_BATCH
+from harness.stacked.adam import adam_for
+from harness.stacked.mlp import StackedMLP
 
 # Steps of dropout masks drawn at once, per member: one generator call per member every
 # DROPOUT_BLOCK steps instead of one per step and layer. Fixed, so that a member's masks do

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from harness import UserError
-from harness.config import Config, ConfigError, read_toml, with_overrides
+from harness.core.config import Config, ConfigError, read_toml, with_overrides
 
-SPECS_DIR = Path(__file__).resolve().parent.parent / "ablations"
+SPECS_DIR = Path(__file__).resolve().parents[2] / "ablations"
 REFERENCE = "reference"
 DEFAULT_SEEDS = 5
 SPEC_KEYS = {"description": str, "seeds": int, "config": dict}

@@ -22,7 +22,7 @@ from torchvision.datasets import MNIST
 from torchvision.datasets.utils import check_integrity
 
 from harness import UserError
-from harness.seeding import generator as seeded_generator
+from harness.core.seeding import generator as seeded_generator
 
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
 DEFAULT_DATA_DIR = Path("data")

@@ -26,7 +26,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 from scipy import stats as sps
 
-from harness import stats
+from harness.stats import inference
 
 PILOT_SEEDS = 5
 MAX_SEEDS = 30
@@ -70,7 +70,7 @@ def stein_test(
     differences: Sequence[float],
     n0: int = PILOT_SEEDS,
     margin: float = MARGIN,
-    confidence: float = stats.CONFIDENCE,
+    confidence: float = inference.CONFIDENCE,
 ) -> SteinResult:
     """Stein's two-stage test: the mean of all n differences over the sd of the first n0 (the
     pilot) with n0 − 1 degrees of freedom, two-sided against 0 and TOST against ±margin.
@@ -79,10 +79,10 @@ def stein_test(
     """
     d = np.asarray(differences, dtype=float)
     if n0 < 2 or len(d) < n0:
-        return SteinResult(float(d.mean()) if len(d) else stats.NAN, *[stats.NAN] * 4)
+        return SteinResult(float(d.mean()) if len(d) else inference.NAN, *[inference.NAN] * 4)
     mean, s0 = float(d.mean()), float(np.std(d[:n0], ddof=1))
     if s0 == 0:
-        return SteinResult(mean, *[stats.NAN] * 4)
+        return SteinResult(mean, *[inference.NAN] * 4)
     se, df = s0 / math.sqrt(len(d)), n0 - 1
     half = float(sps.t.ppf((1 + confidence) / 2, df)) * se
     p_difference, p_equivalence = _p_values(np.asarray(mean), np.asarray(se), df, margin)
@@ -201,7 +201,7 @@ def _p_values(
 
 
 def _holm_rows(pvalues: np.ndarray) -> np.ndarray:
-    """Holm-adjusted p-values along the last axis (stats.holm, vectorized; no NaN)."""
+    """Holm-adjusted p-values along the last axis (inference.holm, vectorized; no NaN)."""
     m = pvalues.shape[-1]
     order = np.argsort(pvalues, axis=-1)
     ranked = np.take_along_axis(pvalues, order, axis=-1) * np.arange(m, 0, -1)
@@ -214,7 +214,7 @@ def _holm_rows(pvalues: np.ndarray) -> np.ndarray:
 def _share(out: dict, key: str, per_study: np.ndarray | None) -> None:
     """Mean over studies and its Monte Carlo standard error (studies are independent)."""
     if per_study is None:
-        out[key], out[f"{key}_se"] = stats.NAN, stats.NAN
+        out[key], out[f"{key}_se"] = inference.NAN, inference.NAN
         return
     x = np.asarray(per_study, dtype=float)
     out[key], out[f"{key}_se"] = float(x.mean()), float(x.std(ddof=1) / math.sqrt(len(x)))

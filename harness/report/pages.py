@@ -1,7 +1,8 @@
 """Markdown for the index page, and the number formats every page shares.
 
-Pages only format what harness.analysis and harness.claims computed: a number printed twice is
-the same number, and a page can be read against runs.csv without knowing how it was laid out.
+Pages only format what harness.report.analysis and harness.report.claims computed: a number
+printed twice is the same number, and a page can be read against runs.csv without knowing how it
+was laid out.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from harness.analysis import ABLATIONS, StudyData, used_runs
-from harness.plan import TUNED
-from harness.specs import REFERENCE
+from harness.report.analysis import ABLATIONS, StudyData, used_runs
+from harness.study.plan import TUNED
+from harness.study.specs import REFERENCE
 
 PLOTS = "plots"
 SECOND_SEARCH = (  # from the reports of commit ca31e8c and a rerun of it (issue 10)
@@ -195,7 +196,7 @@ def procedure(data: StudyData, frame: pd.DataFrame) -> list[str]:
         "test images together (a new test set is a new sample too) and per-image tests.",
         "Pairing by seed: one seed draws the train/validation split, the initialization, the "
         "data order, the dropout masks and the augmentation shifts, each from its own stream "
-        "(harness.seeding), so two arms with the same seed share every draw their difference "
+        "(harness.core.seeding), so two arms with the same seed share every draw their difference "
         "leaves untouched. Measured correlation of the paired test accuracies (Pearson, over "
         f"seeds; n/a below 3 pairs): {correlations}.",
     ]

@@ -25,15 +25,15 @@ gradient is its single-run gradient.
 A stacked run is a different numeric path from fit, so its records carry the engine
 "<device>-stacked": dropout masks are uniform draws compared with the rate (not nn.Dropout's
 bernoulli_ on the global stream), Adam is torch's formula with a learning rate per member
-(harness.stacked_adam: foreach ops, or on CUDA one Triton kernel per tensor; not torch's fused
+(harness.stacked.adam: foreach ops, or on CUDA one Triton kernel per tensor; not torch's fused
 kernel), and batched products may sum in another order. Without dropout a K=1 stack follows
 fit to float rounding. A record's "seconds" (and total_seconds) is the stack's wall time divided
 by K: the per-seed cost.
 
-On CUDA a step is by default one CUDA graph replay (graphs=True; harness.stacked_model): up to a
+On CUDA a step is by default one CUDA graph replay (graphs=True; harness.stacked.model): up to a
 few dozen members a stacked step is still hundreds of small launches. The graph replays the
 eager step's own kernels, so graphs change speed, not numbers, nor the engine. The model and
-trainer live in harness.stacked_model; their names are importable from here.
+trainer live in harness.stacked.model; their names are importable from here.
 """
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ from typing import Any
 
 import torch
 
-from harness.config import Config
-from harness.data import Mnist, Split, split
-from harness.model import INPUT_SIZE, NUM_CLASSES, build_model
-from harness.stacked_model import DROPOUT_BLOCK, StackedMLP, StackedTrainer
-from harness.training import CPU, EVAL_BATCH, FitResult, divergence, run_record
+from harness.core.config import Config
+from harness.core.data import Mnist, Split, split
+from harness.core.model import INPUT_SIZE, NUM_CLASSES, build_model
+from harness.core.training import CPU, EVAL_BATCH, FitResult, divergence, run_record
+from harness.stacked.model import DROPOUT_BLOCK, StackedMLP, StackedTrainer
 
 __all__ = [
     "DROPOUT_BLOCK",

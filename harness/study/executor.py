@@ -23,7 +23,7 @@ import torch
 from distributed import Client, KilledWorker, LocalCluster, get_worker
 
 from harness import UserError
-from harness.data import Mnist, load_mnist, resolve_data_dir
+from harness.core.data import Mnist, load_mnist, resolve_data_dir
 
 __all__ = ["KilledWorker", "Resources", "WorkerLost", "cluster"]
 

@@ -1,5 +1,5 @@
 """Markdown for the detail pages: ablations.md, per_digit.md, claims.md, search.md and one page
-per arm. Like harness.pages, they format numbers computed elsewhere and compute none."""
+per arm. Like harness.report.pages, they format numbers computed elsewhere and compute none."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis import StudyData, confused_pairs
-from harness.pages import (
+from harness.report.analysis import StudyData, confused_pairs
+from harness.report.pages import (
     integer,
     interval,
     join,
@@ -22,9 +22,9 @@ from harness.pages import (
     pvalue,
     table,
 )
-from harness.plan import TUNED
-from harness.specs import REFERENCE
-from harness.stats import BCA_MIN_N
+from harness.stats.inference import BCA_MIN_N
+from harness.study.plan import TUNED
+from harness.study.specs import REFERENCE
 
 
 def accuracy_rows(frame: pd.DataFrame, link: str = "variants/") -> list[dict]:

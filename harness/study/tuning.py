@@ -24,9 +24,9 @@ from sqlalchemy.engine import make_url
 from tqdm import tqdm
 
 from harness import UserError
-from harness.config import Config
-from harness.data import Split
-from harness.training import fit
+from harness.core.config import Config
+from harness.core.data import Split
+from harness.core.training import fit
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 DEFAULT_STUDY = "mlp"

@@ -1,0 +1,1 @@
+"""The reports: the analysis of stored runs, the claims, the markdown pages and the plots."""

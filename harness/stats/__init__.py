@@ -1,0 +1,1 @@
+"""Pure statistics and study designs over per-seed results: numpy and scipy, no torch."""
