@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import statistics
 
@@ -104,17 +105,20 @@ def test_k1_stack_follows_the_single_run_without_dropout(tiny_mnist):
     )
 
 
-def test_k1_stack_is_close_to_the_single_run_with_dropout(tiny_mnist):
-    """Not identical: the stack draws its dropout masks from the seed's own "dropout"
-    generator (uniform draws against the rate), nn.Dropout from the global stream."""
+def test_a_stacked_member_with_dropout_stays_paired_with_its_seeds_single_run(tiny_mnist):
+    """Not identical: a stacked member draws its dropout masks from the seed's own "dropout"
+    generator (uniform draws against the rate), nn.Dropout from the global stream. Everything
+    else (split, initialization, order) is the seed's, so a member lands far closer to its own
+    seed's single run than single runs of different seeds land to each other (measured on this
+    data: 0.018 against 0.07 on average)."""
     config = dataclasses.replace(TINY, epochs=3)
-    stacked = run_stacked(config, [2], tiny_mnist)[0]
-    single = run(config, 2, tiny_mnist)
-    assert stacked["status"] == single["status"] == "ok"
-    assert stacked["metrics"]["test_accuracy"] == pytest.approx(
-        single["metrics"]["test_accuracy"], abs=0.1
-    )
-    assert stacked["metrics"]["test_accuracy"] > 0.5  # chance is 0.1
+    seeds = range(2, 8)
+    stacked = [r["metrics"]["test_accuracy"] for r in run_stacked(config, list(seeds), tiny_mnist)]
+    single = [run(config, seed, tiny_mnist)["metrics"]["test_accuracy"] for seed in seeds]
+    paired = statistics.mean(abs(a - b) for a, b in zip(stacked, single, strict=True))
+    unpaired = statistics.mean(abs(a - b) for a, b in itertools.permutations(single, 2))
+    assert min(stacked) > 0.5  # chance is 0.1
+    assert paired < unpaired / 2, (paired, unpaired)
 
 
 def test_dropout_masks_drop_at_the_rate_and_rescale(tiny_mnist):

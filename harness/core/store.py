@@ -27,6 +27,7 @@ from typing import IO, Any, NamedTuple
 import torch
 
 from harness import UserError
+from harness.core.record import check_record
 
 RESULTS_DIR_ENV = "HARNESS_RESULTS_DIR"
 DEFAULT_RESULTS_DIR = Path("results")
@@ -36,10 +37,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 def resolve_results_dir(arg: str | Path | None = None) -> Path:
     """--results-dir, else $HARNESS_RESULTS_DIR, else ./results."""
     return Path(arg or os.environ.get(RESULTS_DIR_ENV) or DEFAULT_RESULTS_DIR)
-
-
-LEGACY = "legacy"
-RECORD_SCHEMA = 2  # 2: engine in the identity, one random stream per source, test predictions
 
 
 @functools.cache
@@ -78,58 +75,7 @@ class RunKey(NamedTuple):
 
     @classmethod
     def of(cls, record: dict[str, Any]) -> RunKey:
-        """Records from before the engine was part of a run's identity (no "schema" field)
-        keep their file name and count as engine "legacy": read and listed, never matched."""
-        return cls(record["config_hash"], record["seed"], record.get("engine", LEGACY))
-
-
-NUMBER = (int, float)
-RECORD_FIELDS: dict[str, Any] = {
-    "label": str,
-    "config_hash": str,
-    "seed": int,
-    "config": dict,
-    "status": str,
-    "history": list,
-    "parameters": int,
-    "environment": dict,
-}
-FINISHED_FIELDS: dict[str, Any] = {  # a run that did not diverge
-    "metrics": dict,
-    "per_digit_accuracy": list,
-    "confusion_matrix": list,
-    "test_misclassified": list,
-}
-METRIC_FIELDS: dict[str, Any] = {
-    "test_accuracy": NUMBER,
-    "test_loss": NUMBER,
-    "best_val_accuracy": NUMBER,
-    "best_epoch": int,
-    "train_val_gap": NUMBER,
-}
-
-
-def check_record(record: Any) -> None:
-    """Raises TypeError or ValueError naming the first field of a stored run that is missing
-    or of the wrong type (a bool is no number)."""
-    if not isinstance(record, dict):
-        raise TypeError(f"expected a JSON object, got {type(record).__name__}")
-    fields = {**RECORD_FIELDS, **(FINISHED_FIELDS if record.get("status") == "ok" else {})}
-    for key, expected in fields.items():
-        if key not in record:
-            raise ValueError(f"no {key!r}")
-        if isinstance(record[key], bool) or not isinstance(record[key], expected):
-            raise TypeError(f"{key}: {record[key]!r:.40} is not of the expected type")
-    if record["status"] not in ("ok", "diverged"):
-        raise ValueError(f"status: {record['status']!r} is neither 'ok' nor 'diverged'")
-    if record["status"] == "ok":
-        for key, expected in METRIC_FIELDS.items():
-            value = record["metrics"].get(key)
-            if isinstance(value, bool) or not isinstance(value, expected):
-                raise TypeError(f"metrics.{key}: {value!r:.40} is not a number")
-    if record["seed"] < 0:
-        raise ValueError(f"seed: {record['seed']} is negative")
-    RunKey.of(record)
+        return cls(record["config_hash"], record["seed"], record["engine"])
 
 
 class RunStore:
@@ -155,8 +101,6 @@ class RunStore:
             raise StoreError(f"results folder {self.root} is not a folder: pass --results-dir")
 
     def path(self, key: RunKey) -> Path:
-        if key.engine == LEGACY:
-            return self.runs / f"{key.config_hash}-seed{key.seed}.json"
         return self.runs / f"{key.config_hash}-seed{key.seed}-{key.engine}.json"
 
     def has(self, key: RunKey) -> bool:

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +23,9 @@ from harness import UserError
 from harness.core.config import Config
 from harness.core.data import Mnist, Split, random_shifts, split
 from harness.core.model import NUM_CLASSES, build_model, parameter_count
+from harness.core.record import RECORD_SCHEMA, RunRecord
 from harness.core.seeding import generator, stream_seed
-from harness.core.store import RECORD_SCHEMA, environment
+from harness.core.store import environment
 
 EVAL_BATCH = 10_000
 CPU = torch.device("cpu")
@@ -236,39 +237,6 @@ def run(
 
 
 METRIC_KEYS = ("test_accuracy", "test_loss")  # of test_metrics' keys, those kept in "metrics"
-
-
-class RunRecord(TypedDict, total=False):
-    """A stored run, schema 2 (store.RECORD_SCHEMA); records without "schema" are schema 1.
-
-    Identity: config_hash, seed and engine (store.RunKey). A diverged run has no metrics, no
-    per-digit or per-image fields. Accuracies are fractions; history has one dict per epoch
-    (epoch, train_loss, train_accuracy, val_loss, val_accuracy, lr, seconds).
-    """
-
-    schema: int
-    label: str
-    config_hash: str
-    seed: int
-    engine: str  # training.engine: cpu1t, cpu2t, cuda, cuda-stacked, ...
-    config: dict[str, Any]  # Config.to_dict()
-    status: str  # "ok" or "diverged"
-    diverged_epoch: int | None
-    divergence: str | None  # which part of divergence_rule fired
-    divergence_rule: str
-    history: list[dict[str, Any]]
-    parameters: int
-    environment: dict[str, Any]  # store.environment: versions, CPU, flags, threads, commit
-    per_digit_accuracy: list[float]
-    confusion_matrix: list[list[int]]  # rows: true digit
-    test_predictions: str  # one digit per test image
-    test_misclassified: list[int]  # indices of the test images it got wrong
-    # test_accuracy, test_loss, best_val_accuracy, best_epoch, train_accuracy_at_best,
-    # train_val_gap
-    metrics: dict[str, Any]
-    seconds_per_epoch: float | None
-    total_seconds: float
-    stack_size: int  # stacked runs only
 
 
 def run_record(
