@@ -46,7 +46,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_worker_args(parser: argparse.ArgumentParser) -> None:
-    """Two processes of one thread each train ≈30% more per second than one of two threads."""
+    """The options that say where runs train: local Dask workers and their threads, a running
+    scheduler, or stacks of seeds on one device."""
     parser.add_argument(
         "--workers",
         type=positive_int,

@@ -63,7 +63,8 @@ class Resources:
 
     @property
     def distributed(self) -> bool:
-        """Stacks train in this process, on its device; single runs on Dask workers."""
+        """Whether single runs go to Dask workers (several workers, or a scheduler given) rather
+        than train in this process; stacks always train here, on this process's device."""
         return not self.stacked and (self.workers > 1 or self.scheduler is not None)
 
 

@@ -1,14 +1,10 @@
-"""Optuna search over the MLP family on validation accuracy; the winner re-trained across seeds.
-
-    python -m harness.search --trials 40
-    python -m harness.search --storage postgresql://user@127.0.0.1/optuna --retrain-seeds 0
+"""The Optuna study of the search: its space, its objective, its pruner, its storage, and the
+summary of what it found.
 
 The objective is one training run's best validation accuracy; the test set is never read
-during the search. Each epoch's validation accuracy feeds the pruner. The same command
-continues the same study until it holds --trials finished (complete or pruned) trials; several
-processes (or Dask workers) given the same --storage and --study share the work (see README).
-Afterwards the best config is re-trained with --retrain-seeds seeds through the normal trainer
-as the arm "tuned", which the reports compare with the reference like any ablation.
+during the search. Each epoch's validation accuracy feeds the pruner. A study continues until
+it holds the asked number of finished (complete or pruned) trials; processes or Dask workers
+given the same storage and study name share the work.
 """
 
 from __future__ import annotations
