@@ -15,13 +15,13 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from harness import cli
-from harness.cli import ablate, run_all
+from harness.cli import run_all
 from harness.core import store
 from harness.core.config import Config
 from harness.core.store import RunKey, RunStore, StoreError
 from harness.core.training import run
 from harness.study.plan import PlanError, check_saved_files
-from harness.study.runner import SearchSettings
+from harness.study.settings import SearchSettings
 from harness.study.specs import SpecError, every_spec, load_specs
 from harness.study.tuning import _redacted, open_study, reference_params, suggest_config
 from tests.conftest import TINY
@@ -190,7 +190,8 @@ def test_a_command_waits_for_a_run_another_holds_and_trains_it_if_left_undone(tm
 
 def test_quick_until_decided_is_a_small_pilot(tmp_path):
     args = run_all.parse_args(["--quick", "--until-decided", "--results-dir", str(tmp_path)])
-    plan = ablate.plan_for(load_specs(["no_dropout"]), args, "cpu1t")
+    study_settings, _, _ = run_all.settings_for(args)
+    plan = study_settings.plan(load_specs(["no_dropout"]), "cpu1t")
     assert (plan.design.pilot_seeds, plan.design.max_seeds) == (2, 3)
     assert plan.arms["no_dropout"].seeds == (0, 1)
 

@@ -2,11 +2,22 @@
 
 import dataclasses
 
+import pytest
+
+from harness import UserError
+from harness.cli import run_all
 from harness.core.config import Config
 from harness.stats import design
 from harness.study.plan import TUNED, Arm, Design, Plan, load_plan, save_plan, update_plan
 from harness.study.runner import planned_after_pilot
-from harness.study.specs import REFERENCE
+from harness.study.settings import (
+    DEFAULT_RETRAIN_SEEDS,
+    DEFAULT_TRIALS,
+    SearchSettings,
+    StudySettings,
+)
+from harness.study.specs import REFERENCE, load_specs
+from harness.study.tuning import DEFAULT_EPOCH_CAP
 
 REF = Arm(REFERENCE, "the reference", Config(), (0, 1))
 NO_BN = Arm("no_batchnorm", "no BN", dataclasses.replace(Config(), batchnorm=False), (0, 1, 2))
@@ -86,3 +97,24 @@ def test_merging_keeps_seeds_and_refuses_runs_that_would_not_compare(tmp_path):
     with pytest.raises(PlanError, match="epochs 15 → 3"):
         update_plan(Plan({REFERENCE: short}, "cpu1t"), tmp_path)
     assert load_plan(tmp_path) == merged  # a refused command changes nothing
+
+
+def test_run_all_settings_are_the_preset_with_what_the_command_line_gives(tmp_path):
+    full = run_all.settings_for(run_all.parse_args(["--results-dir", str(tmp_path)]))
+    assert full == (StudySettings(), SearchSettings(), DEFAULT_RETRAIN_SEEDS)
+    assert (full[1].trials, full[1].epoch_cap) == (DEFAULT_TRIALS, DEFAULT_EPOCH_CAP)
+    args = run_all.parse_args(["--quick", "--seeds", "3", "--trials", "4", "--margin", "0.2"])
+    study, search, retrain_seeds = run_all.settings_for(args)
+    assert (study.seeds, study.epochs, study.margin) == (3, 2, 0.002)  # epochs: the preset's
+    assert (search.trials, search.epoch_cap, retrain_seeds) == (4, 2, 2)
+
+
+def test_study_settings_give_each_arm_its_seeds():
+    specs = load_specs(["no_dropout"])
+    assert StudySettings().plan(specs, "cpu1t").arms["no_dropout"].seeds == tuple(range(5))
+    listed = StudySettings(seed_list=(3, 7)).plan(specs, "cpu1t")
+    assert listed.arms["no_dropout"].seeds == listed.reference.seeds == (3, 7)
+    pilot = StudySettings(until_decided=True, pilot_seeds=3).plan(specs, "cpu1t")
+    assert pilot.arms["no_dropout"].seeds == (0, 1, 2) and pilot.design.max_seeds == 30
+    with pytest.raises(UserError, match="at least 2 seeds"):
+        StudySettings(until_decided=True, pilot_seeds=1).plan(specs, "cpu1t")

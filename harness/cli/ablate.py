@@ -11,25 +11,16 @@ completed one reruns in seconds. A new ablation is a new TOML file in ablations/
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from harness import cli
 from harness.report import writing
 from harness.report.folder import check_report_folder
+from harness.stats.design import MARGIN, MAX_SEEDS, PILOT_SEEDS
 from harness.study import runner
 from harness.study.grid import run_engine
-from harness.study.plan import DEFAULT_MARGIN, Design, Plan, arm_from_spec
-from harness.study.specs import (
-    REFERENCE,
-    Spec,
-    SpecError,
-    every_spec,
-    load_spec,
-    load_specs,
-    spec_names,
-)
-
-DEFAULT_PILOT_SEEDS = 5
-DEFAULT_MAX_SEEDS = 30
+from harness.study.settings import StudySettings
+from harness.study.specs import DEFAULT_SEEDS, SpecError, every_spec, load_specs, spec_names
 
 
 def parse_seed_list(value: str) -> list[int]:
@@ -59,59 +50,42 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
     """Options shared with run_all.py: which seeds and epochs, verdicts, how to spread work."""
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument(
-        "--seeds", type=cli.positive_int, help="seeds 0..N-1 (default: each spec's, else 5)"
+        "--seeds",
+        type=cli.positive_int,
+        help=f"seeds 0..N-1 (default: each spec's, else {DEFAULT_SEEDS})",
     )
     seeds.add_argument("--seed-list", type=parse_seed_list, help="explicit seeds, e.g. 0,1,2")
     parser.add_argument("--epochs", type=cli.positive_int, help="override every spec's epochs")
     parser.add_argument(
         "--margin",
         type=margin_pp,
-        default=DEFAULT_MARGIN,
-        help=f"equivalence margin in percentage points (default {100 * DEFAULT_MARGIN:g})",
+        help=f"equivalence margin in percentage points (default {100 * MARGIN:g})",
     )
     parser.add_argument(
         "--until-decided",
         action="store_true",
+        default=None,
         help="a pilot of --pilot-seeds per arm, then as many seeds as the pilot's spread says "
         "each arm needs (Stein's two-stage design), at most --max-seeds",
     )
-    parser.add_argument(
-        "--pilot-seeds", type=cli.positive_int, help=f"default {DEFAULT_PILOT_SEEDS}"
-    )
-    parser.add_argument("--max-seeds", type=cli.positive_int, help=f"default {DEFAULT_MAX_SEEDS}")
+    parser.add_argument("--pilot-seeds", type=cli.positive_int, help=f"default {PILOT_SEEDS}")
+    parser.add_argument("--max-seeds", type=cli.positive_int, help=f"default {MAX_SEEDS}")
     cli.add_worker_args(parser)
     parser.add_argument("--reports-dir", help="where reports go (default: ./reports)")
 
 
-def design_for(args: argparse.Namespace) -> Design | None:
-    """Seeds until decided, if asked for: the pilot's and the cap's seed counts."""
-    if not args.until_decided:
-        return None
-    design = Design(args.pilot_seeds or DEFAULT_PILOT_SEEDS, args.max_seeds or DEFAULT_MAX_SEEDS)
-    if design.pilot_seeds < 2:
-        raise cli.UserError("--pilot-seeds: the pilot needs at least 2 seeds to measure spread")
-    if args.seeds or args.seed_list:
+def study_settings(args: argparse.Namespace, preset: StudySettings | None = None) -> StudySettings:
+    """The preset (run_all's, else the defaults) with the values given on the command line."""
+    if args.until_decided and (args.seeds or args.seed_list):
         raise cli.UserError("--until-decided chooses the seeds: leave out --seeds/--seed-list")
-    if design.max_seeds < design.pilot_seeds:
-        raise cli.UserError("--max-seeds must be at least --pilot-seeds")
-    return design
-
-
-def seeds_for(spec: Spec, args: argparse.Namespace, design: Design | None) -> list[int]:
-    if design is not None:
-        return list(range(design.pilot_seeds))
-    if args.seed_list:
-        return args.seed_list
-    return list(range(args.seeds or spec.seeds))
-
-
-def plan_for(specs: list[Spec], args: argparse.Namespace, engine: str) -> Plan:
-    """The arms asked for, the reference on every seed any of them uses."""
-    design = design_for(args)
-    arms = {REFERENCE: arm_from_spec(load_spec(REFERENCE), [], args.epochs)}
-    for spec in specs:
-        arms[spec.name] = arm_from_spec(spec, seeds_for(spec, args, design), args.epochs)
-    return Plan(arms, engine, args.margin, design).with_reference_seeds()
+    given = {
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(StudySettings)
+        if getattr(args, field.name) is not None
+    }
+    if "seed_list" in given:
+        given["seed_list"] = tuple(given["seed_list"])
+    return dataclasses.replace(preset or StudySettings(), **given)
 
 
 def list_specs() -> None:
@@ -148,9 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = cli.results_dir(args)
     reports_dir = writing.resolve_reports_dir(args.reports_dir)
     check_report_folder(reports_dir, results_dir)
-    new = runner.run(
-        plan_for(specs, args, run_engine(resources)), results_dir, resources, "ablations"
-    )
+    plan = study_settings(args).plan(specs, run_engine(resources))
+    new = runner.run(plan, results_dir, resources, "ablations")
     return writing.finish(
         results_dir,
         reports_dir,

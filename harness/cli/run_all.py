@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from dataclasses import dataclass
 
 from tqdm import tqdm
 
@@ -24,20 +25,27 @@ from harness.report.folder import check_report_folder
 from harness.study import runner
 from harness.study.grid import check_before_training, progress_counts, run_engine
 from harness.study.plan import check_saved_files, load_search_summary, tuned_arm
-from harness.study.runner import SearchSettings, run_search
+from harness.study.runner import run_search
+from harness.study.settings import DEFAULT_RETRAIN_SEEDS, SearchSettings, StudySettings
 from harness.study.specs import load_specs, spec_names
-from harness.study.tuning import DEFAULT_EPOCH_CAP, SEARCH_SEED, finished_count, open_study
+from harness.study.tuning import DEFAULT_EPOCH_CAP, finished_count, open_study
 
-FULL = {"trials": 40, "retrain_seeds": 5, "search_epochs": DEFAULT_EPOCH_CAP}
-QUICK = {
-    "seeds": 2,  # or, with --until-decided, a pilot of 2 and at most 3
-    "pilot_seeds": 2,
-    "max_seeds": 3,
-    "epochs": 2,
-    "trials": 6,
-    "retrain_seeds": 2,
-    "search_epochs": 2,
-}
+
+@dataclass(frozen=True)
+class Preset:
+    """What a full or a quick run trains where the command line says nothing."""
+
+    study: StudySettings
+    search: SearchSettings
+    retrain_seeds: int
+
+
+FULL = Preset(StudySettings(), SearchSettings(), DEFAULT_RETRAIN_SEEDS)
+QUICK = Preset(  # seeds 0-1, or with --until-decided a pilot of 2 and at most 3
+    StudySettings(seeds=2, epochs=2, pilot_seeds=2, max_seeds=3),
+    SearchSettings(trials=6, epoch_cap=2),
+    retrain_seeds=2,
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -57,20 +65,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ablate.add_study_args(parser)
     search.add_search_args(parser)
     parser.add_argument(
-        "--search-epochs", type=cli.positive_int, help="cap on a search trial's epochs"
+        "--search-epochs",
+        type=cli.positive_int,
+        help=f"cap on a search trial's epochs (default {DEFAULT_EPOCH_CAP})",
     )
     cli.add_common_args(parser)
     args = parser.parse_args(argv)
-    defaults = QUICK if args.quick else FULL
-    for key, value in defaults.items():
-        if key == "seeds" and args.until_decided:
-            continue  # the design chooses the seeds
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
     if args.quick:
         args.results_dir = str(cli.results_dir(args) / "quick")
         args.reports_dir = str(writing.resolve_reports_dir(args.reports_dir) / "quick")
     return args
+
+
+def settings_for(args: argparse.Namespace) -> tuple[StudySettings, SearchSettings, int]:
+    """The preset that --quick picks, with the values given on the command line."""
+    preset = QUICK if args.quick else FULL
+    retrain_seeds = preset.retrain_seeds if args.retrain_seeds is None else args.retrain_seeds
+    return (
+        ablate.study_settings(args, preset.study),
+        search.search_settings(args, args.search_epochs, preset.search),
+        retrain_seeds,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,36 +97,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "report":
         return writing.finish(results_dir, reports_dir)
     stages = [args.only] if args.only else ["search", "ablations"]
+    study_settings, searching, retrain_seeds = settings_for(args)
     specs = load_specs(spec_names())  # a broken spec stops us before anything trains
     resources = cli.resources(args)
     store = RunStore(results_dir)
     check_before_training(store, resources)
-    settings = SearchSettings(
-        args.study, args.storage, args.trials, args.search_epochs, SEARCH_SEED, args.timeout
-    )
-    plan = ablate.plan_for(specs, args, run_engine(resources))
+    plan = study_settings.plan(specs, run_engine(resources))
     if "ablations" not in stages:
         plan = dataclasses.replace(plan, arms={"reference": plan.reference})
     with tqdm(desc="study", unit="step", dynamic_ncols=True) as bar:
         if "search" in stages:
             # The tuned runs are known once the search is over: until then, seeds stand in.
-            done = min(args.trials, finished_count(open_study(*_study_args(settings, args))))
-            _count(bar, store, plan, resources, done, args.trials + args.retrain_seeds)
-            summary = run_search(settings, results_dir, resources, plan.reference.config, bar)
-            plan = dataclasses.replace(plan, search=settings.describe(summary))
-            if args.retrain_seeds:
-                plan = plan.with_arm(tuned_arm(summary, list(range(args.retrain_seeds))))
+            trials = searching.trials
+            storage = searching.storage_url(results_dir)
+            study = open_study(searching.study, storage, searching.sampler_seed())
+            done = min(trials, finished_count(study))
+            _count(bar, store, plan, resources, done, trials + retrain_seeds)
+            summary = run_search(searching, results_dir, resources, plan.reference.config, bar)
+            plan = dataclasses.replace(plan, search=searching.describe(summary))
+            if retrain_seeds:
+                plan = plan.with_arm(tuned_arm(summary, list(range(retrain_seeds))))
         elif summary := load_search_summary(results_dir):
-            plan = plan.with_arm(tuned_arm(summary, list(range(args.retrain_seeds))))
+            plan = plan.with_arm(tuned_arm(summary, list(range(retrain_seeds))))
         # One grid for the ablations and the tuned network: the workers stay busy to the end.
         new = runner.run(plan, results_dir, resources, "study", bar)
     return writing.finish(
         results_dir, reports_dir, diverged_now=sum(r["status"] != "ok" for r in new)
     )
-
-
-def _study_args(settings: SearchSettings, args: argparse.Namespace) -> tuple:
-    return settings.study, settings.storage_url(cli.results_dir(args)), settings.sampler_seed()
 
 
 def _count(bar: tqdm, store, plan, resources, steps_done: int, steps: int) -> None:

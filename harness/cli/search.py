@@ -13,6 +13,7 @@ reference on the same seeds, and reported like any ablation.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from harness import cli
@@ -21,16 +22,19 @@ from harness.report.folder import check_report_folder
 from harness.study import runner
 from harness.study.grid import run_engine
 from harness.study.plan import Plan, arm_from_spec, check_saved_files, tuned_arm
-from harness.study.runner import SearchSettings, run_search
+from harness.study.runner import run_search
+from harness.study.settings import DEFAULT_RETRAIN_SEEDS, DEFAULT_TRIALS, SearchSettings
 from harness.study.specs import REFERENCE, load_spec
 from harness.study.tuning import DEFAULT_EPOCH_CAP, DEFAULT_STUDY, SEARCH_SEED
 
 
 def add_search_args(parser: argparse.ArgumentParser) -> None:
     """Options shared with run_all.py."""
-    parser.add_argument("--trials", type=cli.positive_int, help="finished trials wanted (40)")
+    parser.add_argument(
+        "--trials", type=cli.positive_int, help=f"finished trials wanted ({DEFAULT_TRIALS})"
+    )
     parser.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
-    parser.add_argument("--study", default=DEFAULT_STUDY, help="Optuna study name")
+    parser.add_argument("--study", help=f"Optuna study name (default {DEFAULT_STUDY})")
     parser.add_argument(
         "--storage",
         help="Optuna storage URL (default: SQLite file in the results folder), e.g. "
@@ -39,8 +43,23 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--retrain-seeds",
         type=cli.non_negative_int,
-        help="seeds to re-train the best config with (default 5; 0 skips)",
+        help=f"seeds to re-train the best config with (default {DEFAULT_RETRAIN_SEEDS}; 0 skips)",
     )
+
+
+def search_settings(
+    args: argparse.Namespace, epoch_cap: int | None, preset: SearchSettings
+) -> SearchSettings:
+    """The preset with the search options given on the command line (the epoch cap is
+    --epochs here, --search-epochs in run_all.py)."""
+    given = {
+        "study": args.study,
+        "storage": args.storage,
+        "trials": args.trials,
+        "epoch_cap": epoch_cap,
+        "timeout": args.timeout,
+    }
+    return dataclasses.replace(preset, **{k: v for k, v in given.items() if v is not None})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,20 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     check_report_folder(reports_dir, results_dir)
     check_saved_files(results_dir)
     reference = load_spec(REFERENCE)
-    settings = SearchSettings(
-        args.study,
-        args.storage,
-        args.trials or 40,
-        args.epochs or DEFAULT_EPOCH_CAP,
-        args.seed,
-        args.timeout,
-    )
+    settings = search_settings(args, args.epochs, SearchSettings(seed=args.seed))
     summary = run_search(settings, results_dir, resources, reference.config)
     print(
         f"best validation accuracy {100 * summary['best_value']:.2f}% "
         f"(trial {summary['best_trial']}): {json.dumps(summary['best_params'])}"
     )
-    seeds = list(range(5 if args.retrain_seeds is None else args.retrain_seeds))
+    seeds = list(range(DEFAULT_RETRAIN_SEEDS if args.retrain_seeds is None else args.retrain_seeds))
     if not seeds:
         return 0
     epochs = None

@@ -25,6 +25,7 @@ from harness.report.pages import (
 from harness.stats.inference import BCA_MIN_N
 from harness.study.plan import TUNED
 from harness.study.specs import REFERENCE
+from harness.study.tuning import pruner_rungs
 
 
 def accuracy_rows(frame: pd.DataFrame, link: str = "variants/") -> list[dict]:
@@ -186,7 +187,7 @@ def search_page(data: StudyData, frame: pd.DataFrame) -> str:
     seconds = search.get("wall_seconds")
     settings = data.plan.search
     cap = settings.get("epoch_cap", search["config"]["epochs"])
-    rungs = ", ".join(str(3**k) for k in range(5) if 3**k < cap)  # min_resource 1, factor 3
+    rungs = ", ".join(str(epoch) for epoch in pruner_rungs(cap))
     return join(
         [
             "# Hyperparameter search",

@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 from harness import UserError
 from harness.core.config import Config, ConfigError, config_from_dict
 from harness.core.store import write_json_atomically
+from harness.stats.design import MARGIN
 from harness.study.specs import REFERENCE, Spec
 
 PLAN_FILE = "plan.json"
 TUNED = "tuned"
-DEFAULT_MARGIN = 0.001  # 0.1 percentage points: the smallest accuracy difference that matters
 
 
 class PlanError(UserError):
@@ -67,7 +67,7 @@ class Design:
 class Plan:
     arms: dict[str, Arm]  # the reference first
     engine: str  # harness.training.engine: which runs of an arm count
-    margin: float = DEFAULT_MARGIN
+    margin: float = MARGIN
     design: Design | None = None
     search: dict[str, Any] = field(default_factory=dict)  # the search's settings, if one ran
 

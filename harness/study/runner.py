@@ -8,13 +8,11 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
-from sqlalchemy.engine import URL
 from tqdm import tqdm
 
 from harness import UserError
@@ -26,11 +24,9 @@ from harness.stats import design
 from harness.study.executor import KilledWorker, Resources, cluster, worker_lost, worker_mnist
 from harness.study.grid import check_before_training, progress_counts, run_tasks
 from harness.study.plan import SEARCH_SUMMARY_FILE, TUNED, Plan, update_plan
+from harness.study.settings import SearchSettings
 from harness.study.specs import REFERENCE
 from harness.study.tuning import (
-    DEFAULT_EPOCH_CAP,
-    DEFAULT_STUDY,
-    SEARCH_SEED,
     best_text,
     finished_count,
     open_study,
@@ -109,35 +105,6 @@ def pilot_accuracies(
 
 
 # ---------------------------------------------------------------- running a search
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    study: str = DEFAULT_STUDY
-    storage: str | None = None  # None: SQLite in the results folder
-    trials: int = 40
-    epoch_cap: int = DEFAULT_EPOCH_CAP
-    seed: int = SEARCH_SEED  # the trials' training seed, and the sampler's in a serial search
-    timeout: float | None = None
-
-    def storage_url(self, results_dir: Path) -> str:
-        # relative to the working directory, as --results-dir is
-        if self.storage:
-            return self.storage
-        database = str(Path(results_dir) / "search.db")  # quoted: a '?' or '#' stays in the path
-        return URL.create("sqlite", database=database).render_as_string(hide_password=False)
-
-    def describe(self, summary: dict[str, Any]) -> dict[str, Any]:
-        """The settings as the plan keeps them: the storage without its password."""
-        return dataclasses.asdict(self) | {
-            "storage": summary["storage"],
-            "sampler": "unseeded (a shared storage)" if self.storage else f"seed {self.seed}",
-        }
-
-    def sampler_seed(self, worker: int = 0) -> int | None:
-        """A shared storage gets unseeded samplers (see open_study); each local worker its own
-        seed, else their first, random trials would be the same."""
-        return None if self.storage else self.seed + worker
 
 
 def run_search(

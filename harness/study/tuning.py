@@ -27,6 +27,19 @@ from harness.core.training import fit
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 DEFAULT_STUDY = "mlp"
 DEFAULT_EPOCH_CAP = 12
+PRUNER_MIN_EPOCHS = 1  # successive halving: the first rung, and the factor between rungs
+PRUNER_FACTOR = 3
+
+
+def pruner_rungs(epoch_cap: int) -> list[int]:
+    """The epochs after which the pruner compares a trial with the others (below the cap)."""
+    rungs, epoch = [], PRUNER_MIN_EPOCHS
+    while epoch < epoch_cap:
+        rungs.append(epoch)
+        epoch *= PRUNER_FACTOR
+    return rungs
+
+
 # Trials train on a seed that no arm uses: were it one of the seeds the winner is re-trained
 # on, that re-trained run would be the very trial selected as the best of the search, its
 # luck included, and the tuned arm's paired difference would be biased upwards.
@@ -150,7 +163,9 @@ def _create_study(name: str, storage: str, seed: int | None) -> optuna.Study:
         sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True),
         # at epochs 1, 3 and 9, a trial goes on only if it is in the best third of the trials
         # that reached that epoch: most of the budget goes to the most promising trials
-        pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
+        pruner=optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=PRUNER_MIN_EPOCHS, reduction_factor=PRUNER_FACTOR
+        ),
     )
 
 

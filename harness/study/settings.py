@@ -1,0 +1,88 @@
+"""What a study is asked to train, built once from the command line (or run_all's presets) and
+passed down; every default is defined here or next to the thing it configures."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from harness import UserError
+from harness.stats.design import MARGIN, MAX_SEEDS, PILOT_SEEDS
+from harness.study.plan import Design, Plan, arm_from_spec
+from harness.study.specs import DEFAULT_SEEDS, REFERENCE, Spec, load_spec
+from harness.study.tuning import DEFAULT_EPOCH_CAP, DEFAULT_STUDY, SEARCH_SEED
+
+DEFAULT_TRIALS = 40
+DEFAULT_RETRAIN_SEEDS = DEFAULT_SEEDS  # the tuned arm gets as many seeds as an ablation
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Which seeds and epochs each arm trains, and how verdicts are reached."""
+
+    # seeds 0..N-1 (None: each spec's own count), or explicit ones; until_decided ignores both
+    seeds: int | None = None
+    seed_list: tuple[int, ...] | None = None
+    epochs: int | None = None  # None: each spec's own
+    margin: float = MARGIN
+    until_decided: bool = False
+    pilot_seeds: int = PILOT_SEEDS
+    max_seeds: int = MAX_SEEDS
+
+    def design(self) -> Design | None:
+        """Seeds until decided, if asked for: the pilot's and the cap's seed counts."""
+        if not self.until_decided:
+            return None
+        if self.pilot_seeds < 2:
+            raise UserError("--pilot-seeds: the pilot needs at least 2 seeds to measure spread")
+        if self.max_seeds < self.pilot_seeds:
+            raise UserError("--max-seeds must be at least --pilot-seeds")
+        return Design(self.pilot_seeds, self.max_seeds)
+
+    def seeds_for(self, spec: Spec) -> list[int]:
+        if self.until_decided:
+            return list(range(self.pilot_seeds))
+        if self.seed_list:
+            return list(self.seed_list)
+        return list(range(self.seeds or spec.seeds))
+
+    def plan(self, specs: list[Spec], engine: str) -> Plan:
+        """The arms asked for, the reference on every seed any of them uses."""
+        design = self.design()
+        arms = {REFERENCE: arm_from_spec(load_spec(REFERENCE), [], self.epochs)}
+        for spec in specs:
+            arms[spec.name] = arm_from_spec(spec, self.seeds_for(spec), self.epochs)
+        return Plan(arms, engine, self.margin, design).with_reference_seeds()
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    study: str = DEFAULT_STUDY
+    storage: str | None = None  # None: SQLite in the results folder
+    trials: int = DEFAULT_TRIALS
+    epoch_cap: int = DEFAULT_EPOCH_CAP
+    seed: int = SEARCH_SEED  # the trials' training seed, and the sampler's in a serial search
+    timeout: float | None = None
+
+    def storage_url(self, results_dir: Path) -> str:
+        # relative to the working directory, as --results-dir is
+        if self.storage:
+            return self.storage
+        database = str(Path(results_dir) / "search.db")  # quoted: a '?' or '#' stays in the path
+        return URL.create("sqlite", database=database).render_as_string(hide_password=False)
+
+    def describe(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """The settings as the plan keeps them: the storage without its password."""
+        return dataclasses.asdict(self) | {
+            "storage": summary["storage"],
+            "sampler": "unseeded (a shared storage)" if self.storage else f"seed {self.seed}",
+        }
+
+    def sampler_seed(self, worker: int = 0) -> int | None:
+        """A shared storage gets unseeded samplers (see open_study); each local worker its own
+        seed, else their first, random trials would be the same."""
+        return None if self.storage else self.seed + worker
