@@ -13,7 +13,7 @@
    --speed-only stops here.
 2. Arms: the reference and every spec in ablations/*.toml, each trained as one stack of 30
    seeds (0-29, --arms-seeds) for 15 epochs; one line per arm with its wall time and mean test
-   accuracy, then the total. Every record (harness.training.run's schema plus engine
+   accuracy, then the total. Every record (harness.core.record.RunRecord plus engine
    "cuda-stacked" and stack_size) is written as one JSON line to --out (default
    $OUT/gpu_records.jsonl when $OUT is set, else ./gpu_records.jsonl), appended arm by arm, so
    an interrupted run keeps its arms.

@@ -1,6 +1,7 @@
 import dataclasses
 
 import pytest
+import torch
 
 from harness.core.data import split
 from harness.core.training import fit, run
@@ -65,3 +66,11 @@ def test_reference_reaches_97_9_percent_on_real_mnist(real_mnist):
     record = run(dataclasses.replace(TINY.__class__()), 0, real_mnist)
     assert record["parameters"] == 569_226
     assert record["metrics"]["test_accuracy"] >= 0.979, record["metrics"]
+
+
+def test_a_run_leaves_the_callers_global_generator_as_it_was(tiny_mnist):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    run(TINY, 0, tiny_mnist)
+    assert torch.equal(torch.rand(3), expected)

@@ -9,7 +9,9 @@ where a single shared stream would shift every later draw after the first differ
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 
 import torch
 
@@ -26,3 +28,14 @@ def stream_seed(seed: int, stream: str) -> int:
 
 def generator(seed: int, stream: str, device: torch.device | str = "cpu") -> torch.Generator:
     return torch.Generator(device=device).manual_seed(stream_seed(seed, stream))
+
+
+@contextlib.contextmanager
+def global_stream(seed: int, stream: str) -> Iterator[None]:
+    """torch's global generator seeded from one stream inside the block (a layer's default
+    initialization and nn.Dropout draw from it), and put back as it was after it, so that a
+    run changes no caller's draws."""
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(stream_seed(seed, stream))
+        yield

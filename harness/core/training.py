@@ -24,7 +24,7 @@ from harness.core.config import Config
 from harness.core.data import Mnist, Split, random_shifts, split
 from harness.core.model import NUM_CLASSES, build_model, parameter_count
 from harness.core.record import RECORD_SCHEMA, RunRecord
-from harness.core.seeding import generator, stream_seed
+from harness.core.seeding import generator, global_stream
 from harness.core.store import environment
 
 EVAL_BATCH = 10_000
@@ -43,12 +43,49 @@ DIVERGENCE_RULE = (
 
 @dataclass
 class FitResult:
+    """A run's epochs as every trainer books them (the single run's fit and each member of a
+    stack alike): the history, the best epoch by validation accuracy, the divergence rule."""
+
     model: nn.Module  # holding the weights of the best validation epoch
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int | None = None
     best_val_accuracy: float = -1.0
     diverged_epoch: int | None = None
     divergence: str | None = None  # which part of DIVERGENCE_RULE fired
+
+    def end_epoch(
+        self,
+        epoch: int,
+        train_loss: float,
+        train_accuracy: float,
+        val_loss: float,
+        val_accuracy: float,
+        lr: float,
+        seconds: float,
+    ) -> dict[str, Any] | None:
+        """Books one epoch: None where the run meets DIVERGENCE_RULE (it stops there), else
+        the epoch's history entry; best_epoch == epoch then says it is the best so far. The
+        validation numbers of an epoch whose training loss is not finite are not used."""
+        if not math.isfinite(train_loss):
+            val_loss, val_accuracy = math.nan, math.nan
+        first_loss = self.history[0]["train_loss"] if self.history else train_loss
+        self.divergence = divergence(train_loss, val_accuracy, first_loss)
+        if self.divergence is not None:
+            self.diverged_epoch = epoch
+            return None
+        entry = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_accuracy": train_accuracy,
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+            "lr": lr,
+            "seconds": seconds,
+        }
+        self.history.append(entry)
+        if val_accuracy > self.best_val_accuracy:
+            self.best_val_accuracy, self.best_epoch = val_accuracy, epoch
+        return entry
 
 
 def engine(device: torch.device, threads: int, stacked: bool = False) -> str:
@@ -79,63 +116,54 @@ def fit(
     A run that meets DIVERGENCE_RULE stops there (it is recorded as diverged, not raised).
     on_epoch sees each epoch's record; an exception it raises (a pruned trial) ends the run.
     """
-    torch.manual_seed(stream_seed(seed, "init"))
-    model = build_model(config).to(device)
-    torch.manual_seed(stream_seed(seed, "dropout"))  # nn.Dropout draws from the global stream
-    data_order, augmentation = generator(seed, "order"), generator(seed, "shift")
-    optimizer = make_optimizer(model, config)
-    scheduler = None
-    if config.scheduler == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer,
-            mode="max",
-            factor=config.scheduler_factor,
-            patience=config.scheduler_patience,
-        )
-    images, labels = data.train_images.to(device), data.train_labels.to(device)
-    val_images, val_labels = data.val_images.to(device), data.val_labels.to(device)
-    result = FitResult(model)
-    best_state = None
+    with global_stream(seed, "init"):
+        model = build_model(config).to(device)
+    with global_stream(seed, "dropout"):  # nn.Dropout draws from the global generator
+        data_order, augmentation = generator(seed, "order"), generator(seed, "shift")
+        optimizer = make_optimizer(model, config)
+        scheduler = None
+        if config.scheduler == "plateau":
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer,
+                mode="max",
+                factor=config.scheduler_factor,
+                patience=config.scheduler_patience,
+            )
+        images, labels = data.train_images.to(device), data.train_labels.to(device)
+        val_images, val_labels = data.val_images.to(device), data.val_labels.to(device)
+        result = FitResult(model)
+        best_state = None
 
-    for epoch in range(1, config.epochs + 1):
-        started = time.perf_counter()
-        order = torch.randperm(len(images), generator=data_order).to(device)
-        epoch_images = images
-        if config.shift > 0:
-            epoch_images = random_shifts(images, config.shift, augmentation)
-        train_loss, train_accuracy = train_epoch(
-            model, optimizer, epoch_images, labels, order, config.batch_size
-        )
-        val_loss, val_accuracy = math.nan, math.nan
-        if math.isfinite(train_loss):
-            val_loss, val_predictions = evaluate(model, val_images, val_labels)
-            val_accuracy = (val_predictions == val_labels).double().mean().item()
-        first_loss = result.history[0]["train_loss"] if result.history else train_loss
-        result.divergence = divergence(train_loss, val_accuracy, first_loss)
-        if result.divergence is not None:
-            result.diverged_epoch = epoch
-            break
-        record = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "train_accuracy": train_accuracy,
-            "val_loss": val_loss,
-            "val_accuracy": val_accuracy,
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - started,
-        }
-        result.history.append(record)
-        if val_accuracy > result.best_val_accuracy:
-            result.best_val_accuracy, result.best_epoch = val_accuracy, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        if scheduler is not None:
-            scheduler.step(val_accuracy)
-        if on_epoch is not None:
-            on_epoch(record)
+        for epoch in range(1, config.epochs + 1):
+            started = time.perf_counter()
+            order = torch.randperm(len(images), generator=data_order).to(device)
+            epoch_images = images
+            if config.shift > 0:
+                epoch_images = random_shifts(images, config.shift, augmentation)
+            train_loss, train_accuracy = train_epoch(
+                model, optimizer, epoch_images, labels, order, config.batch_size
+            )
+            val_loss, val_accuracy = math.nan, math.nan
+            if math.isfinite(train_loss):
+                val_loss, val_predictions = evaluate(model, val_images, val_labels)
+                val_accuracy = (val_predictions == val_labels).double().mean().item()
+            lr = optimizer.param_groups[0]["lr"]
+            seconds = time.perf_counter() - started
+            entry = result.end_epoch(
+                epoch, train_loss, train_accuracy, val_loss, val_accuracy, lr, seconds
+            )
+            if entry is None:
+                break
+            if result.best_epoch == epoch:
+                best_state = copy.deepcopy(model.state_dict())
+            if scheduler is not None:
+                scheduler.step(val_accuracy)
+            if on_epoch is not None:
+                on_epoch(entry)
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return result
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        return result
 
 
 def divergence(train_loss: float, val_accuracy: float, first_train_loss: float) -> str | None:

@@ -12,7 +12,7 @@ from torch import nn
 
 from harness.core.config import Config
 from harness.core.model import build_model
-from harness.core.seeding import stream_seed
+from harness.core.seeding import global_stream
 
 BN_MOMENTUM, BN_EPS = 0.1, 1e-5  # nn.BatchNorm1d's defaults
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}
@@ -38,8 +38,8 @@ class StackedMLP:
     def __init__(self, config: Config, seeds: Sequence[int], device: torch.device) -> None:
         states = []
         for seed in seeds:
-            torch.manual_seed(stream_seed(seed, "init"))  # as training.fit
-            states.append(build_model(config).state_dict())
+            with global_stream(seed, "init"):  # as training.fit
+                states.append(build_model(config).state_dict())
         self.template = build_model(config)  # the module layout, for unstacking
         self.state: dict[str, torch.Tensor] = {}  # state_dict key -> stacked tensor
         for key, value in states[0].items():

@@ -7,16 +7,17 @@ products (torch.baddbmm) and batched element-wise ops do K seeds' work for the l
 Every member keeps the reference semantics on its own, so a member depends only on its seed and
 the config, never on K or on the other members (tested):
 
-- its own split (harness.data.split), batches gathered from its own split tensors;
-- its own initialization: build_model after torch.manual_seed(stream_seed(seed, "init")), as
-  harness.training.fit, copied into its slice of the stacked weights;
+- its own split (harness.core.data.split), batches gathered from its own split tensors;
+- its own initialization: build_model inside global_stream(seed, "init"), as
+  harness.core.training.fit, copied into its slice of the stacked weights;
 - its own data order ("order" stream) and augmentation ("shift" stream), as fit draws them;
 - its own dropout masks, from a generator on the device seeded with the "dropout" stream;
 - BatchNorm over its own batch, its own running statistics and affine parameters (one
   F.batch_norm call over K × width channels: the same kernel, momentum and eps as nn.BatchNorm1d);
 - its own Adam state (coupled L2 weight decay, torch's bias correction) and learning rate;
 - its own ReduceLROnPlateau (a torch scheduler per member, on a dummy optimizer);
-- its own best epoch and best weights, and its own divergence: a diverged member is frozen
+- its own best epoch and best weights, and its own divergence, booked by fit's own
+  FitResult.end_epoch: a diverged member is frozen
   (loss masked, weights and Adam state zeroed, learning rate 0) while the others go on.
 
 The loss is the sum over members of each member's mean cross-entropy, so each member's
@@ -38,7 +39,6 @@ trainer live in harness.stacked.model; their names are importable from here.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -48,7 +48,7 @@ import torch
 from harness.core.config import Config
 from harness.core.data import Mnist, Split, split
 from harness.core.model import INPUT_SIZE, NUM_CLASSES, build_model
-from harness.core.training import CPU, EVAL_BATCH, FitResult, divergence, run_record
+from harness.core.training import CPU, EVAL_BATCH, FitResult, run_record
 from harness.stacked.model import DROPOUT_BLOCK, StackedMLP, StackedTrainer
 
 __all__ = [
@@ -106,33 +106,24 @@ def fit_stacked(
         improved = []
         for m in list(active):
             result = results[m]
-            train_loss, val_loss, val_accuracy = train_losses[m], math.nan, math.nan
-            if math.isfinite(train_loss):
-                val_loss, val_accuracy = val_losses[m], val_accuracies[m]
-            first_loss = result.history[0]["train_loss"] if result.history else train_loss
-            result.divergence = divergence(train_loss, val_accuracy, first_loss)
-            if result.divergence is not None:
-                result.diverged_epoch = epoch
+            entry = result.end_epoch(
+                epoch,
+                train_losses[m],
+                train_accuracies[m],
+                val_losses[m],
+                val_accuracies[m],
+                lrs[m],
+                seconds,
+            )
+            if entry is None:
                 trainer.freeze(m)
                 active.remove(m)
                 continue
-            result.history.append(
-                {
-                    "epoch": epoch,
-                    "train_loss": train_loss,
-                    "train_accuracy": train_accuracies[m],
-                    "val_loss": val_loss,
-                    "val_accuracy": val_accuracy,
-                    "lr": lrs[m],
-                    "seconds": seconds,
-                }
-            )
-            if val_accuracy > result.best_val_accuracy:
-                result.best_val_accuracy, result.best_epoch = val_accuracy, epoch
+            if result.best_epoch == epoch:
                 improved.append(m)
                 best_steps[m] = trainer.steps
             if schedulers[m] is not None:
-                schedulers[m].step(val_accuracy)
+                schedulers[m].step(entry["val_accuracy"])
                 lrs[m] = schedulers[m].optimizer.param_groups[0]["lr"]
         if improved:
             index = torch.tensor(improved, device=trainer.device)

@@ -66,7 +66,7 @@ class Design:
 @dataclass(frozen=True)
 class Plan:
     arms: dict[str, Arm]  # the reference first
-    engine: str  # harness.training.engine: which runs of an arm count
+    engine: str  # harness.core.training.engine: which runs of an arm count
     margin: float = MARGIN
     design: Design | None = None
     search: dict[str, Any] = field(default_factory=dict)  # the search's settings, if one ran

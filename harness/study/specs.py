@@ -2,7 +2,7 @@
 
 description = "BatchNorm removed from every hidden layer"
 seeds = 5              # optional: this spec's default number of seeds
-[config]               # overrides relative to the reference (harness.config.Config)
+[config]               # overrides relative to the reference (harness.core.config.Config)
 batchnorm = false
 """
 
