@@ -35,8 +35,8 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -83,9 +83,9 @@ def release(device: torch.device) -> None:
 
 
 # what each of the harness's choices for speed is worth: the trainer with that choice undone
-VARIANTS = {
-    ", foreach Adam": lambda trainer: setattr(trainer, "adam", foreach_adam),
-    ", cuDNN BatchNorm": lambda trainer: setattr(trainer.net, "cudnn_batchnorm", True),
+VARIANTS: dict[str, dict[str, Any]] = {  # StackedTrainer's options
+    ", foreach Adam": {"adam": foreach_adam},
+    ", cuDNN BatchNorm": {"cudnn_batchnorm": True},
 }
 
 
@@ -96,18 +96,16 @@ def stacked_seconds(
     epochs: int,
     device: torch.device,
     modes: list[str],
-    change: Callable[[StackedTrainer], None] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> tuple[dict[str, float], float, str]:
     """Per mode, the median seconds of a stack of k's epochs (training and validation) after
     the mode's first, divided by k, the modes timed one after the other on one stack; the
     seconds it took to split the seeds' data and move it to the device; and the mode the last
-    graph-mode epoch actually ran ("static" after a failed capture). change: applied to the
-    trainer before its first epoch (one of VARIANTS)."""
+    graph-mode epoch actually ran ("static" after a failed capture). options: the trainer's
+    (one of VARIANTS)."""
     started = time.perf_counter()
     splits = (split(mnist, config.val_size, seed) for seed in range(k))
-    trainer = StackedTrainer(config, range(k), splits, device)
-    if change is not None:
-        change(trainer)
+    trainer = StackedTrainer(config, range(k), splits, device, **(options or {}))
     synchronize(device)
     setup = time.perf_counter() - started
     seconds, ran = {}, modes[0]
@@ -261,18 +259,18 @@ def main(argv: list[str] | None = None) -> int:
         modes = [graph_mode, "eager"] if k in compare else [graph_mode]
         if args.no_graphs:
             modes = ["eager"]
-        variants = {"": None}
+        variants: dict[str, dict[str, Any]] = {"": {}}
         if k in compare and device.type == "cuda":
             variants |= VARIANTS
-        for variant, change in variants.items():
+        for variant, options in variants.items():
             seconds, setup, ran = stacked_seconds(
                 reference,
                 mnist,
                 k,
                 args.speed_epochs,
                 device,
-                modes[:1] if change else modes,
-                change,
+                modes[:1] if options else modes,
+                options,
             )
             for mode, per_seed in seconds.items():
                 label = {"graph": "graphs", "static": "static", "eager": "eager"}[mode]

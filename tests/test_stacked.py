@@ -13,7 +13,7 @@ import torch
 from harness.core.config import Config
 from harness.core.data import Split, split
 from harness.core.training import evaluate, run
-from harness.stacked.model import WARMUP_STEPS
+from harness.stacked.graph import WARMUP_STEPS
 from harness.stacked.trainer import DROPOUT_BLOCK, StackedTrainer, fit_stacked, run_stacked
 from tests.conftest import TINY
 
@@ -233,8 +233,8 @@ def test_the_static_step_the_graph_captures_matches_the_eager_step(tiny_mnist):
     eager = StackedTrainer(STATIC_CASE, seeds, data)
     static = StackedTrainer(STATIC_CASE, seeds, data, mode="static")
     calls = []
-    step = static._static_step
-    static._static_step = lambda: (calls.append(1), step())
+    step = static.graph_step.step
+    static.graph_step.step = lambda: (calls.append(1), step())
     assert_same_training(trained_twice(static), trained_twice(eager))
     assert len(calls) == 2 * 62  # every full batch went through the static buffers
     assert static.steps == eager.steps == 2 * 63
@@ -249,8 +249,8 @@ def test_a_failed_graph_capture_trains_on_eagerly_with_one_warning(tiny_mnist, c
     trainer = StackedTrainer(STATIC_CASE, seeds, data, mode="static")
     trainer.mode = "graph"  # as on CUDA: warm-up steps, then the capture
     result = trained_twice(trainer)
-    assert trainer.mode == "static" and trainer.graph is None
-    assert trainer.warmups == WARMUP_STEPS
+    assert trainer.mode == "static" and trainer.graph_step.graph is None
+    assert trainer.graph_step.warmups == WARMUP_STEPS
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and "CUDA graph capture failed" in lines[0]
     assert_same_training(result, trained_twice(StackedTrainer(STATIC_CASE, seeds, data)))

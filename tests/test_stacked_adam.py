@@ -105,8 +105,7 @@ def test_a_stack_trained_with_the_fused_kernel_follows_the_foreach_one(interpret
     outcomes = []
     for step in (interpreted.fused_adam, foreach_adam):
         data = [split(tiny_mnist, config.val_size, seed) for seed in (0, 1)]
-        trainer = StackedTrainer(config, [0, 1], data)
-        trainer.adam = step
+        trainer = StackedTrainer(config, [0, 1], data, adam=step)
         losses = [trainer.train_epoch()[0] for _ in range(config.epochs)]
         outcomes.append((torch.stack(losses), [t.detach() for t in trainer.net.params]))
     (fused_losses, fused_params), (losses, params) = outcomes

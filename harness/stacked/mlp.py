@@ -35,7 +35,13 @@ class StackedMLP:
     BatchNorm is one F.batch_norm over K × width channels with no transposing copy.
     """
 
-    def __init__(self, config: Config, seeds: Sequence[int], device: torch.device) -> None:
+    def __init__(
+        self,
+        config: Config,
+        seeds: Sequence[int],
+        device: torch.device,
+        cudnn_batchnorm: bool = False,
+    ) -> None:
         states = []
         for seed in seeds:
             with global_stream(seed, "init"):  # as training.fit
@@ -66,9 +72,9 @@ class StackedMLP:
                 self.drop_width += self.layers[-1].weight.shape[1]  # the layer's width
             else:
                 self.layers[-1].activation = True
-        # BatchNorm through torch's own CUDA kernel: cuDNN's, for one sample of K × width
-        # channels, took 40% of a K = 32 step on an H100 (benchmarks/profile_step.py)
-        self.cudnn_batchnorm = False
+        # BatchNorm through torch's own CUDA kernel by default: cuDNN's, for one sample of
+        # K × width channels, took 40% of a K = 32 step on an H100 (benchmarks/profile_step.py)
+        self.cudnn_batchnorm = cudnn_batchnorm
         self.params = [
             tensor.requires_grad_()
             for key, tensor in self.state.items()

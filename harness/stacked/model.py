@@ -1,17 +1,14 @@
-"""The stacked model and its trainer (harness.stacked.trainer drives them; its docstring says what a
-member keeps of the single run). Split from harness.stacked.trainer only for length.
+"""The stacked trainer: one epoch of every member at once (harness.stacked.trainer drives it
+epoch by epoch; its docstring says what a member keeps of the single run).
 
 A step runs one of two ways: eagerly, kernel by kernel, or (on CUDA) as the replay of one CUDA
-graph captured from the same function, since below a few dozen members a step is hundreds of
-small launches that cost more than their arithmetic.
+graph captured from the same function (harness.stacked.graph).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +19,7 @@ from harness.core.model import INPUT_SIZE
 from harness.core.seeding import generator
 from harness.core.training import CPU, EVAL_BATCH
 from harness.stacked.adam import adam_for
+from harness.stacked.graph import GraphStep
 from harness.stacked.mlp import StackedMLP
 
 # Steps of dropout masks drawn at once, per member: one generator call per member every
@@ -30,7 +28,6 @@ from harness.stacked.mlp import StackedMLP
 DROPOUT_BLOCK = 32
 EVAL_ELEMENTS = 2**27  # the largest activation (K × width × rows) of one evaluation chunk
 STEP_MODES = ("eager", "graph", "static")  # StackedTrainer's ways to run a step
-WARMUP_STEPS = 3  # eager steps on a side stream before a CUDA graph is captured
 
 
 class StackedTrainer:
@@ -43,12 +40,14 @@ class StackedTrainer:
     mode (may change between epochs):
     - "eager": every step's kernels launched one by one;
     - "graph" (CUDA only): each full batch's row indices and dropout masks are copied into
-      static buffers and one CUDA graph of _step is replayed, captured after WARMUP_STEPS eager
-      steps on a side stream; if capture fails, one line on stderr and mode becomes "static";
+      static buffers and one CUDA graph of _step is replayed (GraphStep: captured after
+      WARMUP_STEPS eager steps on a side stream; if capture fails, one line on stderr and mode
+      becomes "static");
     - "static": the graph path run eagerly (the same buffers and function, nothing captured),
       so that the CPU tests what the graph replays.
     The last, partial batch of an epoch (55,000 % batch_size rows) always runs eagerly: no
-    padding, so every mode computes the same numbers.
+    padding, so every mode computes the same numbers. adam and cudnn_batchnorm replace a speed
+    choice with the slower alternative, for the benchmark that measures what each is worth.
     """
 
     def __init__(
@@ -58,6 +57,8 @@ class StackedTrainer:
         data_per_seed: Iterable[Split],
         device: torch.device | str = CPU,
         mode: str = "eager",
+        adam: Callable[..., None] | None = None,
+        cudnn_batchnorm: bool = False,
     ) -> None:
         self.config, self.seeds = config, list(seeds)
         self.device = device = torch.device(device)
@@ -67,14 +68,13 @@ class StackedTrainer:
             raise ValueError(f"fit_stacked: mode {mode!r} is not one of {STEP_MODES}")
         if mode == "graph" and device.type != "cuda":
             raise ValueError(f"fit_stacked: CUDA graphs need a CUDA device, not {device}")
-        self.mode = mode
         self.k = k = len(self.seeds)
-        self.net = StackedMLP(config, self.seeds, device)
+        self.net = StackedMLP(config, self.seeds, device, cudnn_batchnorm)
         self._load(data_per_seed)
         self.order_generators = [generator(s, "order") for s in self.seeds]
         self.shift_generators = [generator(s, "shift") for s in self.seeds]
         self.dropout_generators = [generator(s, "dropout", device) for s in self.seeds]
-        self.adam = adam_for(device)  # torch.optim.Adam's update, per-member lr
+        self.adam = adam or adam_for(device)  # torch.optim.Adam's update, per-member lr
         self.exp_avg = [torch.zeros_like(p) for p in self.net.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.net.params]
         self.steps = 0  # on the host, for num_batches_tracked
@@ -91,8 +91,20 @@ class StackedTrainer:
         if self.net.drop_width:
             self.masks = torch.empty(k, DROPOUT_BLOCK, self.net.drop_width, batch, device=device)
             self.batch_masks = torch.empty(k, self.net.drop_width, batch, device=device)
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.warmups = 0
+        self.graph_step = GraphStep(lambda: self._step(self.batch_index, self.batch_masks), device)
+        self.mode = mode
+
+    @property
+    def mode(self) -> str:
+        """How full batches step now (see the class docstring); settable between epochs."""
+        if self._eager:
+            return "eager"
+        return "graph" if self.graph_step.capture else "static"
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        self._eager = mode == "eager"
+        self.graph_step.capture = mode == "graph"
 
     def _load(self, data_per_seed: Iterable[Split]) -> None:
         count = 0
@@ -147,7 +159,7 @@ class StackedTrainer:
                 self.batch_index.copy_(index)
                 if masks is not None:
                     self.batch_masks.copy_(masks)
-                self._static_step()
+                self.graph_step()
             self.steps += 1
         self._reset_frozen_statistics()
         return self.loss_sum.clone(), self.correct.clone()  # the sums are reused next epoch
@@ -156,7 +168,7 @@ class StackedTrainer:
         """One step of every member: forward, loss, gradients, Adam and the epoch's sums, for
         row indices [K, b] into the flat epoch images and keep-masks [K, dropout widths, b].
         The one function of every mode: it never syncs with the host and writes persistent
-        tensors only in place, so that a CUDA graph can capture it as it is."""
+        tensors only in place, so that a CUDA graph (GraphStep) can capture it as it is."""
         k, b = index.shape
         flat = index.reshape(-1)
         x = self._flat_images.index_select(0, flat).view(k, b, INPUT_SIZE).transpose(1, 2)
@@ -178,60 +190,6 @@ class StackedTrainer:
             )
             self.loss_sum.add_(member_loss, alpha=b)
             self.correct.add_((logits.argmax(1) == y).sum(1))
-
-    def _static_step(self) -> None:
-        """_step on the static buffers: in mode "graph" replayed from its CUDA graph, captured
-        after WARMUP_STEPS eager steps on a side stream (as torch.cuda.graphs prescribes: lazy
-        initializations kept out of the capture); else run eagerly."""
-        if self.mode == "graph":
-            if self.graph is not None:
-                self.graph.replay()
-                return
-            if self.warmups < WARMUP_STEPS:  # real training steps, only on a side stream
-                self.warmups += 1
-                with self._side_stream():
-                    self._step(self.batch_index, self.batch_masks)
-                return
-            self.graph = self._capture()
-            if self.graph is not None:
-                self.graph.replay()  # capture only records: this step runs now
-                return
-            self.mode = "static"
-        self._step(self.batch_index, self.batch_masks)
-
-    @contextlib.contextmanager
-    def _side_stream(self):
-        if self.device.type != "cuda":
-            yield
-            return
-        current = torch.cuda.current_stream(self.device)
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(current)
-        with torch.cuda.stream(side):
-            yield
-        current.wait_stream(side)
-
-    def _capture(self) -> torch.cuda.CUDAGraph | None:
-        """The graph of one step on the static buffers, or None (and one line on stderr) if
-        capture fails: the run goes on eagerly. Capture executes nothing, so a failed one
-        leaves the members as they were."""
-        try:
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self._step(self.batch_index, self.batch_masks)
-            return graph
-        except Exception as error:  # whatever it is, the run (or measurement) goes on
-            reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
-            print(
-                f"warning: stacked trainer: CUDA graph capture failed ({reason}); "
-                "training on without graphs",
-                file=sys.stderr,
-                flush=True,
-            )
-            if self.device.type == "cuda":
-                with contextlib.suppress(Exception):
-                    torch.cuda.synchronize(self.device)
-            return None
 
     def _reset_frozen_statistics(self) -> None:
         """Frozen members' running statistics back to freeze's values: their forward passes
