@@ -9,13 +9,13 @@ the same machine give identical numbers. A run already stored is shown, not trai
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 import torch
 
 from harness import cli
 from harness.core.config import load_config
 from harness.core.data import check_dataset, load_mnist
+from harness.core.record import RunRecord
 from harness.core.store import RunKey, RunStore
 from harness.core.training import engine, resolve_device, run
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     check_dataset(cli.data_dir(args))
     store = RunStore(cli.results_dir(args))
     store.check_writable()
-    store.records()  # a corrupt record is set aside, so its run is trained again
+    store.set_aside_unreadable()
     key = RunKey(config.hash(), args.seed, engine(device, torch.get_num_threads()))
     if store.has(key):
         print(f"already stored: {store.path(key)}")
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if record["status"] == "ok" else 1
 
 
-def summary(record: dict[str, Any]) -> str:
+def summary(record: RunRecord) -> str:
     if record["status"] != "ok":
         return f"diverged at epoch {record['diverged_epoch']}: {record['divergence']}"
     m = record["metrics"]

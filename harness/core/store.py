@@ -27,7 +27,7 @@ from typing import IO, Any, NamedTuple
 import torch
 
 from harness import UserError
-from harness.core.record import check_record
+from harness.core.record import RunRecord, check_record
 
 RESULTS_DIR_ENV = "HARNESS_RESULTS_DIR"
 DEFAULT_RESULTS_DIR = Path("results")
@@ -74,7 +74,7 @@ class RunKey(NamedTuple):
     engine: str
 
     @classmethod
-    def of(cls, record: dict[str, Any]) -> RunKey:
+    def of(cls, record: RunRecord) -> RunKey:
         return cls(record["config_hash"], record["seed"], record["engine"])
 
 
@@ -106,10 +106,10 @@ class RunStore:
     def has(self, key: RunKey) -> bool:
         return self.path(key).exists()
 
-    def load(self, key: RunKey) -> dict[str, Any]:
+    def load(self, key: RunKey) -> RunRecord:
         return json.loads(self.path(key).read_text())
 
-    def save(self, record: dict[str, Any]) -> Path:
+    def save(self, record: RunRecord) -> Path:
         """Stores a finished run, unless that run is stored already. Where the folder cannot be
         written, the record goes to a rescue folder instead and StoreError says where."""
         path = self.path(RunKey.of(record))
@@ -127,7 +127,7 @@ class RunStore:
             ) from None
         return path
 
-    def rescue(self, record: dict[str, Any]) -> Path:
+    def rescue(self, record: RunRecord) -> Path:
         """Saves a finished run that the store could not take in rescue_dir(), under its store
         file name, so that it can be copied back."""
         try:
@@ -140,7 +140,7 @@ class RunStore:
             ) from None
         return path
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[RunRecord]:
         """Every stored run; a record that does not parse, or lacks a field that a report or a
         resume reads, is set aside (and named) instead, so its run counts as missing."""
         records = []
@@ -155,6 +155,11 @@ class RunStore:
                 continue
             records.append(record)
         return records
+
+    def set_aside_unreadable(self) -> None:
+        """Moves every record that does not parse or check into runs/corrupt/ (named on
+        stderr), so that its run counts as missing and is trained again."""
+        self.records()
 
     def corrupt_count(self) -> int:
         return len(list(self.corrupt.glob("*.json"))) if self.corrupt.is_dir() else 0

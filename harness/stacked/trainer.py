@@ -41,13 +41,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import torch
 
 from harness.core.config import Config
 from harness.core.data import Mnist, Split, split
 from harness.core.model import INPUT_SIZE, NUM_CLASSES, build_model
+from harness.core.record import RunRecord
 from harness.core.training import CPU, EVAL_BATCH, FitResult, run_record
 from harness.stacked.model import DROPOUT_BLOCK, StackedMLP, StackedTrainer
 
@@ -153,7 +153,7 @@ def run_stacked(
     label: str = "",
     device: torch.device | str = CPU,
     graphs: bool | None = None,
-) -> list[dict[str, Any]]:
+) -> list[RunRecord]:
     """training.run for each seed, trained as one stack: one record per seed, in the order of
     seeds, with run's keys plus "stack_size"; the engine is "<device>-stacked"."""
     device = torch.device(device)

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from harness.core.config import Config
 from harness.core.data import check_dataset, load_mnist, resolve_data_dir
 from harness.core.model import INPUT_SIZE, NUM_CLASSES
+from harness.core.record import RunRecord
 from harness.core.store import RunKey, RunStore, StoreError
 from harness.core.training import engine, resolve_device, run
 from harness.stacked.trainer import run_stacked, stack_size
@@ -81,16 +82,16 @@ def check_before_training(store: RunStore, resources: Resources) -> None:
 
 def run_tasks(
     tasks: list[Task], store: RunStore, resources: Resources, bar: tqdm | None = None
-) -> list[dict[str, Any]]:
+) -> list[RunRecord]:
     """Trains and stores every pending task, longest first; returns the new records. Runs that
     another command is training are waited for (and trained here if it dies without them), so
     that what follows, a report, sees every run."""
     check_before_training(store, resources)
-    store.records()  # sets aside corrupt records, so that their runs count as pending
+    store.set_aside_unreadable()
     pending = pending_tasks(tasks, store, resources)
     # Longest first, so that no worker sits idle at the end waiting for one long run.
     pending.sort(key=lambda task: estimated_work(task.config), reverse=True)
-    records: list[dict[str, Any]] = []
+    records: list[RunRecord] = []
     while pending:
         with claimed(pending, store, resources) as (mine, elsewhere):
             if mine:
@@ -111,7 +112,7 @@ def run_tasks(
     return records
 
 
-def _train(tasks, store, resources, bar) -> list[dict[str, Any]]:
+def _train(tasks, store, resources, bar) -> list[RunRecord]:
     if resources.stacked:
         return _run_stacks(tasks, store, resources, bar)
     if resources.distributed:
@@ -138,7 +139,7 @@ def claimed(
         yield mine, elsewhere
 
 
-def _run_here(tasks, store, resources, bar) -> list[dict[str, Any]]:
+def _run_here(tasks, store, resources, bar) -> list[RunRecord]:
     previous = torch.get_num_threads()
     torch.set_num_threads(resources.threads)
     try:
@@ -163,7 +164,7 @@ def _run_here(tasks, store, resources, bar) -> list[dict[str, Any]]:
         torch.set_num_threads(previous)
 
 
-def _run_stacks(tasks, store, resources, bar) -> list[dict[str, Any]]:
+def _run_stacks(tasks, store, resources, bar) -> list[RunRecord]:
     """Each arm's pending seeds, K at a time, as one stacked model on this process's device."""
     previous = torch.get_num_threads()
     torch.set_num_threads(resources.threads)
@@ -188,7 +189,7 @@ def _run_stacks(tasks, store, resources, bar) -> list[dict[str, Any]]:
         torch.set_num_threads(previous)
 
 
-def _run_on_cluster(tasks, store, resources, bar) -> list[dict[str, Any]]:
+def _run_on_cluster(tasks, store, resources, bar) -> list[RunRecord]:
     records = []
     needed = dataclasses.replace(resources, workers=min(resources.workers, len(tasks)))
     with cluster(needed) as client:  # no idle worker started: each holds ~1 GB
@@ -223,7 +224,7 @@ def _dask_key(task: Task, resources: Resources) -> str:
     return f"run-{key.config_hash}-seed{key.seed}-{key.engine}"
 
 
-def _train_on_worker(task: Task, resources: Resources) -> dict[str, Any]:
+def _train_on_worker(task: Task, resources: Resources) -> RunRecord:
     mnist = worker_mnist(resources.data_dir, resources.threads)
 
     def on_epoch(epoch: dict[str, Any]) -> None:
@@ -234,7 +235,7 @@ def _train_on_worker(task: Task, resources: Resources) -> dict[str, Any]:
     )
 
 
-def _finished_results(futures: list[Future]) -> list[dict[str, Any]]:
+def _finished_results(futures: list[Future]) -> list[RunRecord]:
     """The records of the futures that finished, each fetched within a minute; one whose worker
     is gone is skipped (its run is trained again next time)."""
     records = []
@@ -247,9 +248,7 @@ def _finished_results(futures: list[Future]) -> list[dict[str, Any]]:
     return records
 
 
-def _keep_all(
-    records: list[dict[str, Any]], store: RunStore, bar: tqdm | None
-) -> list[dict[str, Any]]:
+def _keep_all(records: list[RunRecord], store: RunStore, bar: tqdm | None) -> list[RunRecord]:
     """Stores each record; once the store fails, the rest go to the rescue folder (each on its
     own), and the first failure is raised when every record is saved somewhere."""
     kept, failure = [], None
@@ -266,7 +265,7 @@ def _keep_all(
     return kept
 
 
-def _store(record: dict[str, Any], store: RunStore, bar: tqdm | None) -> dict[str, Any]:
+def _store(record: RunRecord, store: RunStore, bar: tqdm | None) -> RunRecord:
     store.save(record)
     if bar is not None:
         bar.update()

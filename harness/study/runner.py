@@ -18,6 +18,7 @@ from tqdm import tqdm
 from harness import UserError
 from harness.core.config import Config
 from harness.core.data import load_mnist, resolve_data_dir, split
+from harness.core.record import RunRecord
 from harness.core.store import RunKey, RunStore, write_json_atomically
 from harness.core.training import resolve_device
 from harness.stats import design
@@ -42,7 +43,7 @@ def run(
     resources: Resources,
     description: str,
     bar: tqdm | None = None,
-) -> list[dict[str, Any]]:
+) -> list[RunRecord]:
     """Trains what the plan's arms miss (under one progress bar); returns the new records."""
     store = RunStore(results_dir)
     check_before_training(store, resources)
@@ -63,7 +64,7 @@ def run(
         return new + run_tasks(tasks, store, resources, own)
 
 
-def planned_after_pilot(plan: Plan, records: list[dict[str, Any]]) -> Plan:
+def planned_after_pilot(plan: Plan, records: list[RunRecord]) -> Plan:
     """Each arm's seeds from its pilot's spread of paired differences alone (never from the
     observed effect, which would bias the final test), capped by the design's max_seeds."""
     assert plan.design is not None
@@ -89,9 +90,7 @@ def planned_after_pilot(plan: Plan, records: list[dict[str, Any]]) -> Plan:
     return dataclasses.replace(plan, arms=arms).with_reference_seeds()
 
 
-def pilot_accuracies(
-    plan: Plan, label: str, records: list[dict[str, Any]], n0: int
-) -> dict[int, float]:
+def pilot_accuracies(plan: Plan, label: str, records: list[RunRecord], n0: int) -> dict[int, float]:
     """Test accuracy by seed of the arm's finished pilot runs (seeds below n0)."""
     config_hash = plan.arms[label].config.hash()
     return {
