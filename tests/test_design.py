@@ -86,19 +86,26 @@ def test_stein_test_is_exact_under_the_null_one_study_at_a_time():
     assert abs(rate - 0.05) < 3 * se
 
 
-def test_holm_rows_matches_stats_holm():
-    p = np.random.default_rng(2).uniform(0, 0.2, (50, 7))
-    expected = np.array([inference.holm(list(row)) for row in p])
-    np.testing.assert_allclose(design._holm_rows(p), expected)
+def test_interval_verdict():
+    within = design.WITHIN
+    assert design.interval_verdict(0.0005, 0.003, DELTA) == "better"
+    assert design.interval_verdict(-0.003, -0.0005, DELTA) == "worse"
+    assert design.interval_verdict(-0.0009, -0.0001, DELTA) == "worse" + within
+    assert design.interval_verdict(0.0001, 0.0009, DELTA) == "better" + within
+    assert design.interval_verdict(-0.0009, 0.0009, DELTA) == "equivalent"
+    assert design.interval_verdict(-0.0011, 0.0009, DELTA) == "inconclusive"
+    assert design.interval_verdict(math.nan, math.nan, DELTA) == "inconclusive"
+    assert design.family_confidence(7) == pytest.approx(1 - 0.05 / 7)
 
 
-def test_verdict():
-    assert design.verdict(0.002, 0.01, 0.9) == "better"
-    assert design.verdict(-0.002, 0.01, 0.9) == "worse"
-    assert design.verdict(0.0001, 0.3, 0.01) == "equivalent"
-    assert design.verdict(0.0001, 0.3, 0.2) == "inconclusive"
-    assert design.verdict(0.0001, math.nan, math.nan) == "inconclusive"
-    assert design.verdict(0.0004, 0.04, 0.04) == "better"  # a small but real difference
+def test_one_error_budget_covers_every_verdict_of_the_family():
+    """4 arms exactly at ±δ, where equivalence would be wrong, and 3 at 0, where a difference
+    would be: some verdict of the 7 is wrong in at most 5% of studies (Holm for the difference
+    and the equivalence tests as two families: 6.6% here)."""
+    deltas = {a: (DELTA * (-1) ** i if i < 4 else 0.0) for i, a in enumerate(ARMS)}
+    rates = design.simulate_error_rates(deltas, SDS, n_studies=N_STUDIES, seed=6)
+    rate, se = report("4 arms at |Δ| = δ, 3 at 0", rates, "any_wrong")
+    assert rate <= 0.05 + 2 * se
 
 
 def test_family_wise_error_is_at_most_alpha_when_nothing_differs():
@@ -139,7 +146,7 @@ def test_most_studies_decide_an_effect_of_twice_the_margin():
     deltas = {a: 2 * DELTA * (-1) ** i for i, a in enumerate(ARMS)}
     rates = design.simulate_error_rates(deltas, SDS, n_studies=N_STUDIES, seed=5)
     rate, se = report("all arms at |Δ| = 2δ", rates, "correct_at_twice_margin")
-    assert rate > 0.9
+    assert rate > 0.85  # 0.90 with Holm's verdicts: one error budget costs a little power
 
 
 def test_simulation_is_seeded():

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from harness import UserError
 from harness.core.config import Config
@@ -20,7 +21,7 @@ from harness.core.model import build_model, parameter_count
 from harness.core.store import RunStore
 from harness.report import analysis, claims, pages, pages_detail, plots, writing
 from harness.report.folder import MANIFEST, ReportFolderError
-from harness.stats import inference
+from harness.stats import design, inference
 from harness.study.plan import SEARCH_SUMMARY_FILE, Arm, Design, Plan, load_plan, save_plan
 from harness.study.specs import REFERENCE, load_spec, spec_names
 
@@ -207,10 +208,12 @@ def test_index_opens_with_the_verdict_table(out, frame):
     text = (out / "README.md").read_text()
     assert text.index("## Verdicts") < text.index("## What was run, on what")
     row = table_row(text, "no_batchnorm")
-    low, high = frame.loc["no_batchnorm", "diff_ci"]
-    diff = frame.loc["no_batchnorm", "diff"]
-    assert f"{100 * diff:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]" in row
-    assert cells(row)[1] == "5" and cells(row)[3] == "worse"
+    # the interval beside the verdict is the family's: 1 - 0.05/3 for 3 ablations with runs
+    d = np.array(NO_BN) - np.array(REF[:5])
+    low, high = sps.t.interval(1 - 0.05 / 3, len(d) - 1, d.mean(), sps.sem(d))
+    assert frame.loc["no_batchnorm", "family_ci"] == pytest.approx((low, high))
+    assert f"{100 * d.mean():+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]" in row
+    assert cells(row)[1] == "5" and cells(row)[3] == "**worse**"
     no_dropout = cells(table_row(text, "no_dropout"))
     assert no_dropout[1] == "30" and no_dropout[3] == "equivalent"
     assert pages.missing(frame.loc["width_half", "seeds_needed"])
@@ -264,8 +267,9 @@ def test_ablations_page(out, frame):
     assert "n/a" in table_row(text, "[no_batchnorm](variants/no_batchnorm.md)")
     no_dropout = cells(table_row(text, "no_dropout"))
     assert no_dropout[1] == "30" and no_dropout[-1] == "equivalent"
-    p = frame.loc["no_batchnorm", "p_difference_holm"]
-    assert pages.pvalue(p) in table_row(text, "no_batchnorm")
+    no_batchnorm = table_row(text, "no_batchnorm")
+    assert pages.pvalue(frame.loc["no_batchnorm", "p_difference"]) in no_batchnorm
+    assert pages.interval(frame.loc["no_batchnorm", "family_ci"], pages.points) in no_batchnorm
     few = frame[frame["n"] < inference.BCA_MIN_N]
     assert "95% CI (BCa)" not in pages_detail.accuracy_rows(few)[0]
     assert "after epoch 5–7 (30 run(s))" in table_row(text, "reference")
@@ -511,3 +515,28 @@ def test_a_report_stopped_halfway_leaves_a_folder_the_next_one_takes(
     assert writing.finish(results, tmp_path / "out") == 0
     assert (tmp_path / "out" / "claims.md").exists()
     assert not (tmp_path / "out" / ".report.lock").exists()
+
+
+def test_a_two_stage_plan_is_judged_by_steins_test(tmp_path):
+    """Seeds until decided: the pilot's spread (its 3 pairs, 2 degrees of freedom) sets the
+    intervals of all 6 pairs, not the 6 pairs' own spread (which would break the design's
+    error rates, see harness.stats.design)."""
+    store = RunStore(tmp_path)
+    no_bn = dataclasses.replace(Config(), batchnorm=False)
+    arms = {
+        REFERENCE: Arm(REFERENCE, "the reference", Config(), tuple(range(6))),
+        "no_batchnorm": Arm("no_batchnorm", "no BN", no_bn, tuple(range(6))),
+    }
+    save_plan(Plan(arms, ENGINE, design=Design(pilot_seeds=3, max_seeds=6)), tmp_path)
+    variant = [0.9851, 0.9838, 0.9849, 0.9822, 0.9861, 0.9830]
+    for seed in range(6):
+        store.save(fake_record(REFERENCE, Config(), seed, REF[seed]))
+        store.save(fake_record("no_batchnorm", no_bn, seed, variant[seed]))
+    frame = analysis.comparison_table(writing.load_checked(tmp_path)).set_index("variant")
+    d = np.array(variant) - np.array(REF[:6])
+    stein = design.stein_test(d, n0=3, margin=0.001)
+    family = design.stein_test(d, n0=3, margin=0.001, confidence=1 - 0.05)  # a family of one
+    assert frame.loc["no_batchnorm", "diff_ci"] == pytest.approx((stein.ci_low, stein.ci_high))
+    assert frame.loc["no_batchnorm", "family_ci"] == pytest.approx((family.ci_low, family.ci_high))
+    t_interval = inference.mean_ci(list(d))
+    assert frame.loc["no_batchnorm", "diff_ci"] != pytest.approx(tuple(t_interval[1:]))

@@ -3,14 +3,15 @@
 The plan says which arms exist and which seeds each was asked for; an arm's runs are the stored
 records of its config, engine and seeds. Each non-reference arm is compared with the reference
 on the seeds both finished (paired differences d, in accuracy units), and judged within its
-family (the planned ablations; the tuned network apart, being a selected configuration):
-better / worse when the paired test rejects Δ = 0 after Holm's correction, equivalent (±margin)
-when the TOST does after Holm, else inconclusive, with the seeds a decision would need.
+family (the planned ablations; the tuned network apart, being a selected configuration) by its
+family interval, at confidence 1 − α/m for a family of m (harness.stats.design: one error
+budget for every verdict of the family), with the seeds a decision would need.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,15 +115,20 @@ def paired_runs(data: StudyData, label: str) -> tuple[pd.DataFrame, pd.DataFrame
     return pick(variant), pick(reference)
 
 
-def arm_row(data: StudyData, label: str) -> dict[str, Any]:
-    """One arm's accuracy with its intervals, and its paired comparison with the reference."""
+def family_of(label: str) -> str:
+    return SELECTED if label == TUNED else ABLATIONS
+
+
+def arm_row(data: StudyData, label: str, confidence: float) -> dict[str, Any]:
+    """One arm's accuracy with its intervals, and its paired comparison with the reference
+    (its family interval at the given confidence)."""
     plan = data.plan
     runs, ok = data.runs(label), data.ok_runs(label)
     accuracy = ok["test_accuracy"].to_numpy(dtype=float)
     epochs = plan.arms[label].config.epochs
     row: dict[str, Any] = {
         "variant": label,
-        "family": SELECTED if label == TUNED else ABLATIONS,
+        "family": family_of(label),
         "planned_seeds": len(plan.arms[label].seeds),
         "n": len(ok),
         "diverged": int((runs["status"] != "ok").sum()) if len(runs) else 0,
@@ -143,11 +149,13 @@ def arm_row(data: StudyData, label: str) -> dict[str, Any]:
         "first_lr_cut": first_lr_cuts(ok),
     }
     if label != REFERENCE:
-        row.update(paired_comparison(data, label))
+        row.update(paired_comparison(data, label, confidence))
     return row
 
 
-def paired_comparison(data: StudyData, label: str) -> dict[str, Any]:
+def paired_comparison(data: StudyData, label: str, confidence: float) -> dict[str, Any]:
+    """The paired differences' mean with its 95% interval and its family interval (at the
+    given confidence), by Stein's test for an arm whose seeds a pilot planned."""
     plan = data.plan
     variant, reference = paired_runs(data, label)
     d = (variant["test_accuracy"] - reference["test_accuracy"]).to_numpy(dtype=float)
@@ -159,10 +167,13 @@ def paired_comparison(data: StudyData, label: str) -> dict[str, Any]:
         pilot_first = np.concatenate([d[pilot], d[~pilot]])
         stein = design.stein_test(pilot_first, int(pilot.sum()), margin)
         estimate, ci = stein.mean, (stein.ci_low, stein.ci_high)
+        family = design.stein_test(pilot_first, int(pilot.sum()), margin, confidence)
+        family_ci = (family.ci_low, family.ci_high)
         p_difference, p_equivalence = stein.p_difference, stein.p_equivalence
     else:
         interval = inference.mean_ci(d)
         estimate, ci = interval.estimate, tuple(interval[1:])
+        family_ci = tuple(inference.mean_ci(d, confidence)[1:])
         p_difference, p_equivalence = (
             inference.paired_t_pvalue(d, np.zeros(n)),
             inference.tost_pvalue(d, margin),
@@ -176,6 +187,8 @@ def paired_comparison(data: StudyData, label: str) -> dict[str, Any]:
         "n_pairs": n,
         "diff": estimate,
         "diff_ci": ci,
+        "family_ci": family_ci,
+        "family_confidence": confidence,
         "diff_images_ci": tuple(
             inference.paired_difference_interval_seeds_and_images(v_correct, r_correct)[1:]
         )
@@ -215,22 +228,21 @@ def first_lr_cuts(runs: pd.DataFrame) -> list[int]:
 
 
 def comparison_table(data: StudyData) -> pd.DataFrame:
-    """One row per arm with runs, the reference first, then by paired effect; Holm within each
-    family, then each comparison's verdict."""
-    frame = pd.DataFrame([arm_row(data, label) for label in data.labels_with_runs()])
+    """One row per arm with runs, the reference first, then by paired effect; each comparison's
+    verdict read off its family interval (one error budget per family)."""
+    labels = data.labels_with_runs()
+    sizes = Counter(family_of(label) for label in labels if label != REFERENCE)
+    frame = pd.DataFrame(
+        [
+            arm_row(data, label, design.family_confidence(sizes[family_of(label)]))
+            for label in labels
+        ]
+    )
     if frame.empty or "diff" not in frame:
         return frame
-    for column in ("p_difference", "p_equivalence"):
-        frame[f"{column}_holm"] = math.nan
-        for family in (ABLATIONS, SELECTED):
-            members = (frame["family"] == family) & (frame["variant"] != REFERENCE)
-            frame.loc[members, f"{column}_holm"] = inference.holm(
-                frame.loc[members, column].tolist()
-            )
-    # What the current seeds can detect, at Holm's strictest step (alpha / family size): the
-    # level a decision in this family must reach.
-    sizes = frame.loc[frame["variant"] != REFERENCE, "family"].value_counts()
-    alphas = [design.ALPHA / sizes.get(row.family, 1) for row in frame.itertuples()]
+    # What the current seeds can detect at the family's level, and the seeds a decision would
+    # need, planned from an upper confidence bound of the spread (not its few-seed estimate).
+    alphas = [1 - row.family_confidence for row in frame.itertuples()]
     frame["mde"] = [
         inference.minimum_detectable_effect(row.sd_diff, row.n_pairs, alpha)
         if row.variant != REFERENCE and row.n_pairs > 1
@@ -238,7 +250,9 @@ def comparison_table(data: StudyData) -> pd.DataFrame:
         for row, alpha in zip(frame.itertuples(), alphas, strict=True)
     ]
     frame["seeds_needed"] = [
-        inference.seeds_needed(row.sd_diff, data.plan.margin, alpha)
+        inference.seeds_needed(
+            inference.sd_upper_bound(row.sd_diff, row.n_pairs), data.plan.margin, alpha
+        )
         if row.variant != REFERENCE and row.n_pairs > 1 and row.sd_diff > 0
         else None
         for row, alpha in zip(frame.itertuples(), alphas, strict=True)
@@ -246,7 +260,7 @@ def comparison_table(data: StudyData) -> pd.DataFrame:
     frame["verdict"] = [
         "—"
         if row.variant == REFERENCE
-        else design.verdict(row.diff, row.p_difference_holm, row.p_equivalence_holm)
+        else design.interval_verdict(*row.family_ci, data.plan.margin)
         for row in frame.itertuples()
     ]
     order = frame["diff"].fillna(math.inf).rank(method="first", ascending=False)

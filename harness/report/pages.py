@@ -14,6 +14,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from harness.report.analysis import ABLATIONS, StudyData, used_runs
+from harness.stats import design
 from harness.study.plan import TUNED
 from harness.study.specs import REFERENCE
 
@@ -82,14 +83,21 @@ def verdict_rows(frame: pd.DataFrame, margin: float, labels: list[str] | None = 
         {
             "variant": row.variant,
             "n": integer(row.n_pairs),
-            "Δ vs reference [95% CI] (pp)": f"{points(row.diff)} {interval(row.diff_ci, points)}",
-            "verdict": row.verdict,
+            "Δ vs reference [family CI] (pp)": f"{points(row.diff)} "
+            f"{interval(row.family_ci, points)}",
+            "verdict": bold_verdict(row.verdict),
             "smallest detectable Δ": pp(row.mde, sign=""),
             f"seeds for ±{100 * margin:.2f} pp": seeds(row.seeds_needed),
         }
         for row in frame.itertuples()
         if row.variant != REFERENCE and (labels is None or row.variant in labels)
     ]
+
+
+def bold_verdict(verdict: str) -> str:
+    """A decided direction in bold: "**worse**", "**worse**, within the margin"."""
+    direction, comma, rest = verdict.partition(",")
+    return f"**{direction}**{comma}{rest}" if direction in ("better", "worse") else verdict
 
 
 def reference_line(frame: pd.DataFrame) -> str:
@@ -103,21 +111,29 @@ def reference_line(frame: pd.DataFrame) -> str:
 def verdict_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
     margin = 100 * data.plan.margin
     ablations = frame[frame["family"] == ABLATIONS]
-    tested = int(ablations["p_difference"].notna().sum()) if "p_difference" in frame else 0
+    tested = int(ablations["n_pairs"].gt(0).sum()) if "n_pairs" in frame else 0
+    level = 100 * (1 - design.ALPHA / max(tested, 1))
     tuned = frame[frame["variant"] == TUNED]
     parts = [
         "## Verdicts",
         reference_line(frame),
-        f"Planned ablations, each paired with the reference on the seeds both finished; Holm "
-        f"over the {tested} with a p-value; equivalence margin ±{margin:.2f} pp.",
+        f"Planned ablations, each paired with the reference on the seeds both finished; one "
+        f"error budget (α = 0.05) over the {tested} verdicts; equivalence margin "
+        f"±{margin:.2f} pp. The interval beside each verdict is the one that decided it: "
+        f"{level:.2f}% (1 − 0.05/{max(tested, 1)}), so that all {tested} hold together with "
+        "probability at least 95% and some verdict is wrong in at most 5% of such studies "
+        "(Bonferroni).",
         table(verdict_rows(ablations, data.plan.margin)),
-        f"**better** / **worse**: the paired test rejects Δ = 0 after Holm (α = 0.05). "
-        f"**equivalent**: the TOST rejects |Δ| ≥ {margin:.2f} pp after Holm. **inconclusive**: "
-        "neither; the last column says how many seeds a paired t-test needs to find a "
-        f"{margin:.2f} pp difference 80% of the time, at α = 0.05 / {max(tested, 1)} (Holm's "
-        "strictest step, which a decision in this family must pass), from this arm's spread. "
-        "Smallest detectable Δ: the difference the current seeds find 80% of the time at that "
-        "level; a smaller one can hide in an inconclusive verdict.",
+        '**better** / **worse**: the interval excludes 0 ("…, within the margin" where it '
+        f"also lies within ±{margin:.2f} pp: a real difference too small to matter). "
+        f"**equivalent**: the "
+        f"interval lies within ±{margin:.2f} pp. **inconclusive**: neither; the last column says "
+        f"how many seeds a paired t-test needs to find a {margin:.2f} pp difference 80% of the "
+        f"time at the family's level, from an 80% upper confidence bound of this arm's spread "
+        "(a few seeds' sd undershoots as often as not). Smallest detectable Δ: the difference "
+        "the current seeds find 80% of the time at that level; a smaller one can hide in an "
+        "inconclusive verdict. The 95% intervals of ablations.md are per comparison, not the "
+        "family's.",
     ]
     if len(tuned):
         parts += [
@@ -185,10 +201,11 @@ def procedure(data: StudyData, frame: pd.DataFrame) -> list[str]:
     )
     return [
         test,
-        "p-values are Holm-adjusted within each family (the planned ablations; the tuned "
-        f"network alone). Equivalence: two one-sided tests (TOST) against ±{margin:.2f} pp, "
-        "Holm-adjusted too. All intervals are 95%; ablations.md adds intervals over seeds and "
-        "test images together (a new test set is a new sample too) and per-image tests.",
+        "Verdicts are read off each comparison's family interval, at 1 − 0.05/m for a family of "
+        "m (the planned ablations; the tuned network alone): one error budget for differences "
+        f"and equivalence (±{margin:.2f} pp) together. Other intervals are 95%, per comparison; "
+        "ablations.md adds intervals over seeds and test images together (a new test set is a "
+        "new sample too) and per-image tests.",
         "Pairing by seed: one seed draws the train/validation split, the initialization, the "
         "data order, the dropout masks and the augmentation shifts, each from its own stream "
         "(harness.core.seeding), so two arms with the same seed share every draw their difference "

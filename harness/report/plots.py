@@ -101,15 +101,16 @@ def confusion_figure(confusion: np.ndarray, runs: int, label: str) -> Figure:
 
 
 def forest_figure(rows: pd.DataFrame, margin: float) -> Figure:
-    """rows: comparison_table's rows to draw (variant, family, diff, diff_ci, verdict), top to
-    bottom; the shaded band is ±margin, where a difference counts as none."""
+    """rows: comparison_table's rows to draw (variant, family, diff, family_ci, verdict), top
+    to bottom, each with the interval that decided its verdict; the shaded band is ±margin,
+    where a difference counts as none."""
     fig, ax = plt.subplots(figsize=(7.5, 0.5 * max(len(rows), 1) + 1.4))
     ax.axvspan(-100 * margin, 100 * margin, color="tab:green", alpha=0.15, label=MARGIN_LABEL)
     ax.axvline(0, color="gray", linestyle="--", linewidth=1)
     for y, row in enumerate(rows.itertuples()):
         if y and row.family != rows["family"].iloc[y - 1]:
-            ax.axhline(y - 0.5, color="gray", linestyle=":", linewidth=1)  # Holm families apart
-        low, high = row.diff_ci
+            ax.axhline(y - 0.5, color="gray", linestyle=":", linewidth=1)  # families apart
+        low, high = row.family_ci
         ax.plot([100 * low, 100 * high], [y, y], color="tab:blue")
         ax.plot(100 * row.diff, y, "o", color="tab:blue")
         ax.annotate(
@@ -119,7 +120,8 @@ def forest_figure(rows: pd.DataFrame, margin: float) -> Figure:
         yticks=range(len(rows)),
         yticklabels=list(rows["variant"]),
         xlabel="paired difference in test accuracy vs reference (pp)",
-        title=f"variant − reference, mean and 95% CI; shaded: ±{100 * margin:.2f} pp, equivalent",
+        title="variant − reference: mean and the interval behind each verdict (its family's "
+        f"level); shaded: ±{100 * margin:.2f} pp",
     )
     ax.invert_yaxis()
     fig.tight_layout()

@@ -2,13 +2,22 @@
 
 A pilot of n0 seeds per arm measures the spread of the paired differences (variant − reference);
 from that spread alone, never from the observed effect, each arm's total seed count is chosen
-(capped); after training every arm is judged once, on all its seeds, with Holm over the family.
+(capped); after training every arm is judged once, on all its seeds, by its family interval.
+
+One error budget for a family of m verdicts: each arm gets a two-sided interval at confidence
+1 − α/m (family_confidence), so that all m cover their true Δ together with probability at least
+1 − α (Bonferroni, under any dependence), and its verdict is read off that interval alone
+(interval_verdict): better / worse where it excludes 0, equivalent where it lies within ±margin,
+both ("worse, within the margin") where it does both. Whenever every interval covers, every
+verdict is right, so the chance of any wrong verdict in the family, a false difference, a wrong
+sign or a false equivalence, is at most α; and the interval printed beside a verdict is the one
+that decided it.
 
 Choosing n from the pilot and then running ordinary paired t-tests on all n seeds is not exact: a
 pilot that happens to be quiet buys few seeds, whose sd is then mostly that same small pilot sd,
 so the t statistic comes out too large: 7.9% ± 0.2% family-wise false positives at a nominal 5%
-over the 7 ablations with Holm (simulate_error_rates(test="naive"), 20,000 studies, the committed
-study's spreads), against 4.8% ± 0.2% for this design. Stein's two-stage test (Stein 1945)
+over 7 ablations (simulate_error_rates(test="naive"), 20,000 studies, the spreads of a 5-seed
+CPU study), against 4.8% ± 0.2% for this design. Stein's two-stage test (Stein 1945)
 judges the mean of all n seeds with the pilot's sd s0 and n0 − 1 degrees of freedom instead:
 with normal differences the mean of all n is independent of s0, and n depends on s0 alone, so
 (mean − Δ) / (s0 / √n) follows t(n0 − 1) exactly, whatever rule (with or without a cap) turned
@@ -33,7 +42,15 @@ MAX_SEEDS = 30
 MARGIN = 0.001  # δ: differences within ±0.1 pp count as equivalent
 ALPHA = 0.05
 POWER = 0.8
-VERDICTS = ("better", "worse", "equivalent", "inconclusive")
+WITHIN = ", within the margin"  # a real difference smaller than the margin (Lakens' fourth)
+VERDICTS = (
+    "better",
+    "worse",
+    "better" + WITHIN,
+    "worse" + WITHIN,
+    "equivalent",
+    "inconclusive",
+)
 
 
 class SteinResult(NamedTuple):
@@ -56,10 +73,10 @@ def planned_seeds(
     """Seeds per arm in total (pilot included) so that Stein's test finds |Δ| = margin with the
     given power: the smallest n ≥ n0 with n ≥ ((t[α/(2m), n0−1] + t[1−power, n0−1])·s0/δ)².
 
-    The level is alpha / family_size, Holm's first and strictest step: the verdicts are
-    Holm-adjusted, and planning at alpha would promise a power that the adjusted test does not
-    have. Pass family_size=1 to plan for an unadjusted test. Capped at max_seeds; the test stays
-    exact under the cap because n still depends on the pilot's sd alone.
+    The level is alpha / family_size, the family intervals' (family_confidence): planning at
+    alpha would promise a power that the family's verdicts do not have. Pass family_size=1 to
+    plan for an unadjusted test. Capped at max_seeds; the test stays exact under the cap because
+    n still depends on the pilot's sd alone.
     """
     return int(
         _planned_seeds(np.asarray(pilot_sd), n0, margin, max_seeds, alpha, power, family_size)
@@ -89,16 +106,22 @@ def stein_test(
     return SteinResult(mean, mean - half, mean + half, float(p_difference), float(p_equivalence))
 
 
-def verdict(
-    mean: float, p_difference_holm: float, p_equivalence_holm: float, alpha: float = ALPHA
-) -> str:
-    """ "better"/"worse" when the adjusted difference test rejects Δ = 0 (by the sign of the mean),
-    else "equivalent" when the adjusted TOST rejects |Δ| ≥ margin, else "inconclusive"."""
-    if p_difference_holm < alpha:
-        return "better" if mean > 0 else "worse"
-    if p_equivalence_holm < alpha:
-        return "equivalent"
-    return "inconclusive"
+def family_confidence(family_size: int, alpha: float = ALPHA) -> float:
+    """Each interval's confidence in a family of family_size verdicts, so that all of them
+    cover together with probability at least 1 − alpha (Bonferroni)."""
+    return 1 - alpha / max(family_size, 1)
+
+
+def interval_verdict(low: float, high: float, margin: float) -> str:
+    """The verdict an interval for Δ supports: "better" / "worse" when it excludes 0 (with
+    WITHIN when it also lies inside ±margin), "equivalent" when it lies inside ±margin without
+    excluding 0, else "inconclusive" (no interval: inconclusive)."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "inconclusive"
+    within = -margin < low and high < margin
+    if low > 0 or high < 0:
+        return ("better" if low > 0 else "worse") + (WITHIN if within else "")
+    return "equivalent" if within else "inconclusive"
 
 
 def simulate_error_rates(
@@ -113,14 +136,18 @@ def simulate_error_rates(
     power: float = POWER,
     test: Literal["stein", "naive"] = "stein",
 ) -> dict:
-    """Monte Carlo of the whole design (pilot, planned seeds, Holm verdicts) on normal differences.
+    """Monte Carlo of the whole design (pilot, planned seeds, verdicts read off the family
+    intervals) on normal differences.
 
     test="naive" judges all n seeds with their own sd and n − 1 degrees of freedom instead (the
-    procedure this design replaces). Arms are independent here; Holm holds under any dependence.
-    Returns shares of studies with Monte Carlo standard errors (keys ending in _se):
+    procedure this design replaces). Arms are independent here; Bonferroni holds under any
+    dependence. Returns shares of studies with Monte Carlo standard errors (keys ending in _se):
+      any_wrong: some verdict wrong (a difference where Δ = 0, a wrong sign, or equivalence,
+        within the margin or not, where |Δ| ≥ margin): the one error budget, at most alpha;
       any_difference: some arm called better or worse (the family-wise error when all Δ = 0);
       false_difference: some arm with Δ = 0 called better/worse, or some arm given the wrong sign;
-      false_equivalence: some arm with |Δ| ≥ margin called equivalent (NaN without such an arm);
+      false_equivalence: some arm with |Δ| ≥ margin called equivalent or a difference within
+        the margin (NaN without such an arm);
       correct_at_twice_margin: mean share of the arms with |Δ| ≥ 2·margin called in the right
         direction (NaN without such an arm);
     and per arm the mean number of seeds and the share of each verdict.
@@ -140,10 +167,12 @@ def simulate_error_rates(
     else:
         spread = np.sqrt(np.where(used, (d - mean[..., None]) ** 2, 0.0).sum(axis=-1) / (n - 1))
         df = n - 1
-    p_difference, p_equivalence = _p_values(mean, spread / np.sqrt(n), df, margin)
-    difference = _holm_rows(p_difference) < alpha
-    better, worse = difference & (mean > 0), difference & (mean <= 0)
-    equivalent = ~difference & (_holm_rows(p_equivalence) < alpha)
+    half = sps.t.isf((1 - family_confidence(len(names), alpha)) / 2, df) * spread / np.sqrt(n)
+    low, high = mean - half, mean + half
+    better, worse = low > 0, high < 0
+    difference = better | worse
+    within = (-margin < low) & (high < margin)
+    equivalent = within & ~difference
 
     null, tolerance = delta == 0, 1e-9 * margin
     at_margin, at_twice = (
@@ -152,20 +181,26 @@ def simulate_error_rates(
     )
     wrong_sign = (better & (delta < 0)) | (worse & (delta > 0))
     right_sign = (better & (delta > 0)) | (worse & (delta < 0))
+    false_within = within & at_margin  # equivalent, or a difference "within the margin"
     out: dict = {"n_studies": n_studies, "test": test}
+    _share(out, "any_wrong", ((difference & null) | wrong_sign | false_within).any(axis=1))
     _share(out, "any_difference", difference.any(axis=1))
     _share(out, "false_difference", (difference & null).any(axis=1) | wrong_sign.any(axis=1))
-    _share(
-        out, "false_equivalence", (equivalent & at_margin).any(axis=1) if at_margin.any() else None
-    )
+    _share(out, "false_equivalence", false_within.any(axis=1) if at_margin.any() else None)
     _share(
         out,
         "correct_at_twice_margin",
         right_sign[:, at_twice].mean(axis=1) if at_twice.any() else None,
     )
     out["mean_seeds"] = {name: float(n[:, j].mean()) for j, name in enumerate(names)}
-    calls = {"better": better, "worse": worse, "equivalent": equivalent}
-    calls["inconclusive"] = ~(better | worse | equivalent)
+    calls = {
+        "better": better & ~within,
+        "worse": worse & ~within,
+        "better" + WITHIN: better & within,
+        "worse" + WITHIN: worse & within,
+        "equivalent": equivalent,
+        "inconclusive": ~(difference | equivalent),
+    }
     out["verdicts"] = {
         name: {v: float(calls[v][:, j].mean()) for v in VERDICTS} for j, name in enumerate(names)
     }
@@ -198,17 +233,6 @@ def _p_values(
         sps.t.sf((mean + margin) / se, df), sps.t.cdf((mean - margin) / se, df)
     )
     return p_difference, p_equivalence
-
-
-def _holm_rows(pvalues: np.ndarray) -> np.ndarray:
-    """Holm-adjusted p-values along the last axis (inference.holm, vectorized; no NaN)."""
-    m = pvalues.shape[-1]
-    order = np.argsort(pvalues, axis=-1)
-    ranked = np.take_along_axis(pvalues, order, axis=-1) * np.arange(m, 0, -1)
-    ranked = np.minimum(1.0, np.maximum.accumulate(ranked, axis=-1))
-    adjusted = np.empty_like(ranked)
-    np.put_along_axis(adjusted, order, ranked, axis=-1)
-    return adjusted
 
 
 def _share(out: dict, key: str, per_study: np.ndarray | None) -> None:
