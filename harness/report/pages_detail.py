@@ -172,8 +172,9 @@ def claims_page(rows: list[dict[str, str]], runs: int) -> str:
             "# The write-up's claims, checked",
             f"Against the reference's {runs} finished seeds. The write-up reports single runs, "
             "so a claimed value holds (✅) when it lies in the 95% prediction interval for one "
-            "new run, mean ± t·sd·√(1 + 1/n), not in the narrower interval of the mean. "
-            "**tie**: the claim rests on how a tie in the counts is broken.",
+            "new run, mean ± t·sd·√(1 + 1/n), not in the narrower interval of the mean. A "
+            "claim about what one run did is checked run by run: ✅ in every run, ❌ in none, "
+            "else in how many.",
             table(rows) if rows else "No finished reference runs.",
             f"![Reference confusion matrix]({plot_file('confusion', REFERENCE)})",
         ]
