@@ -71,6 +71,13 @@ def test_seeds_until_decided_follow_the_pilots_spread_not_its_effect():
     assert len(planned.arms["no_batchnorm"].seeds) == expected_noisy == 30  # capped
     assert len(planned.arms["width_double"].seeds) == 5  # its spread needs no more than the pilot
     assert planned.reference.seeds == tuple(range(30))
+    pooled_plan = dataclasses.replace(plan, design=Design(5, 30, pooled=True))
+    pooled = planned_after_pilot(pooled_plan, records)
+    spread, df = design.pooled_sd([noisy_d, steady_d])
+    expected = design.planned_seeds(spread, 5, 0.001, 30, family_size=2, df=df)
+    assert df == 8 and expected > 5  # one spread: the steady arm gets the noisy one's seeds
+    assert len(pooled.arms["no_batchnorm"].seeds) == len(pooled.arms["width_double"].seeds)
+    assert len(pooled.arms["no_batchnorm"].seeds) == expected
 
 
 def test_tuned_arm_is_not_part_of_the_planned_family():

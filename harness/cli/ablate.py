@@ -70,6 +70,13 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--pilot-seeds", type=cli.positive_int, help=f"default {PILOT_SEEDS}")
     parser.add_argument("--max-seeds", type=cli.positive_int, help=f"default {MAX_SEEDS}")
+    parser.add_argument(
+        "--pooled-pilot",
+        action="store_true",
+        default=None,
+        help="with --until-decided: every arm's seeds from one spread pooled over the arms' "
+        "pilots; fewer seeds where their spreads are alike, not exact where they differ (README)",
+    )
     cli.add_worker_args(parser)
     parser.add_argument("--reports-dir", help="where reports go (default: ./reports)")
 

@@ -119,7 +119,9 @@ def family_of(label: str) -> str:
     return SELECTED if label == TUNED else ABLATIONS
 
 
-def arm_row(data: StudyData, label: str, confidence: float) -> dict[str, Any]:
+def arm_row(
+    data: StudyData, label: str, confidence: float, spread: tuple[float, int] | None = None
+) -> dict[str, Any]:
     """One arm's accuracy with its intervals, and its paired comparison with the reference
     (its family interval at the given confidence)."""
     plan = data.plan
@@ -149,13 +151,16 @@ def arm_row(data: StudyData, label: str, confidence: float) -> dict[str, Any]:
         "first_lr_cut": first_lr_cuts(ok),
     }
     if label != REFERENCE:
-        row.update(paired_comparison(data, label, confidence))
+        row.update(paired_comparison(data, label, confidence, spread))
     return row
 
 
-def paired_comparison(data: StudyData, label: str, confidence: float) -> dict[str, Any]:
+def paired_comparison(
+    data: StudyData, label: str, confidence: float, spread: tuple[float, int] | None = None
+) -> dict[str, Any]:
     """The paired differences' mean with its 95% interval and its family interval (at the
-    given confidence), by Stein's test for an arm whose seeds a pilot planned."""
+    given confidence), by Stein's test for an arm whose seeds a pilot planned (spread: the
+    pooled pilot spread, where that planned them)."""
     plan = data.plan
     variant, reference = paired_runs(data, label)
     d = (variant["test_accuracy"] - reference["test_accuracy"]).to_numpy(dtype=float)
@@ -165,9 +170,9 @@ def paired_comparison(data: StudyData, label: str, confidence: float) -> dict[st
     if plan.design is not None and label != TUNED and pilot.sum() >= 2:
         # Stein: the pilot's pairs (the seeds the seed count was planned from) give the spread
         pilot_first = np.concatenate([d[pilot], d[~pilot]])
-        stein = design.stein_test(pilot_first, int(pilot.sum()), margin)
+        stein = design.stein_test(pilot_first, int(pilot.sum()), margin, pilot_spread=spread)
         estimate, ci = stein.mean, (stein.ci_low, stein.ci_high)
-        family = design.stein_test(pilot_first, int(pilot.sum()), margin, confidence)
+        family = design.stein_test(pilot_first, int(pilot.sum()), margin, confidence, spread)
         family_ci = (family.ci_low, family.ci_high)
         p_difference, p_equivalence = stein.p_difference, stein.p_equivalence
     else:
@@ -227,14 +232,31 @@ def first_lr_cuts(runs: pd.DataFrame) -> list[int]:
     return [cuts[0] for cuts in map(lr_cuts, runs["history"] if len(runs) else []) if cuts]
 
 
+def pooled_pilot_spread(data: StudyData) -> tuple[float, int] | None:
+    """Under a pooled two-stage design, the spread its seeds were planned from: the planned
+    ablations' paired differences on the pilot's seeds, pooled (sd, degrees of freedom)."""
+    plan = data.plan
+    if plan.design is None or not plan.design.pooled:
+        return None
+    pilots = []
+    for label in plan.arms:
+        if label in (REFERENCE, TUNED):
+            continue
+        variant, reference = paired_runs(data, label)
+        d = (variant["test_accuracy"] - reference["test_accuracy"]).to_numpy(dtype=float)
+        pilots.append(d[(variant["seed"] < plan.design.pilot_seeds).to_numpy()])
+    return design.pooled_sd(pilots)
+
+
 def comparison_table(data: StudyData) -> pd.DataFrame:
     """One row per arm with runs, the reference first, then by paired effect; each comparison's
     verdict read off its family interval (one error budget per family)."""
     labels = data.labels_with_runs()
     sizes = Counter(family_of(label) for label in labels if label != REFERENCE)
+    spread = pooled_pilot_spread(data)
     frame = pd.DataFrame(
         [
-            arm_row(data, label, design.family_confidence(sizes[family_of(label)]))
+            arm_row(data, label, design.family_confidence(sizes[family_of(label)]), spread)
             for label in labels
         ]
     )

@@ -57,10 +57,12 @@ class Arm:
 @dataclass(frozen=True)
 class Design:
     """Seeds until decided: a pilot of pilot_seeds per arm, then each arm's seed count from the
-    pilot's spread (Stein's two-stage design, harness.stats.design), at most max_seeds."""
+    pilot's spread (Stein's two-stage design, harness.stats.design), at most max_seeds; pooled:
+    one spread from all the planned ablations' pilots, and so one seed count for them all."""
 
     pilot_seeds: int
     max_seeds: int
+    pooled: bool = False  # plans saved before pooling planned from each arm's own pilot
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ class Plan:
             design = Design(
                 _typed(design["pilot_seeds"], int, "pilot_seeds"),
                 _typed(design["max_seeds"], int, "max_seeds"),
+                _typed(design.get("pooled", False), bool, "pooled"),
             )
         margin = _typed(data["margin"], float, "margin")
         if not 0 < margin < 1:

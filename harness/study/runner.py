@@ -65,29 +65,39 @@ def run(
 
 
 def planned_after_pilot(plan: Plan, records: list[RunRecord]) -> Plan:
-    """Each arm's seeds from its pilot's spread of paired differences alone (never from the
-    observed effect, which would bias the final test), capped by the design's max_seeds."""
+    """Each arm's seeds from the pilot's spread of paired differences alone (never from the
+    observed effect, which would bias the final test), capped by the design's max_seeds: the
+    spread pooled over the planned ablations' pilots (one count for all), or each arm's own."""
     assert plan.design is not None
-    n0 = plan.design.pilot_seeds
-    reference = pilot_accuracies(plan, REFERENCE, records, n0)
+    n0, max_seeds = plan.design.pilot_seeds, plan.design.max_seeds
+    pilots = pilot_differences(plan, records)
     arms = dict(plan.arms)
-    family = len([label for label in arms if label not in (REFERENCE, TUNED)])
-    for label, arm in plan.arms.items():
-        if label in (REFERENCE, TUNED):  # the tuned network is no planned ablation
+    pooled = design.pooled_sd(list(pilots.values())) if plan.design.pooled else None
+    for label, differences in pilots.items():
+        spread, df = pooled or (
+            (statistics.stdev(differences), n0 - 1) if len(differences) >= 2 else (None, 0)
+        )
+        n = max_seeds
+        if spread is not None and df > 0:
+            n = design.planned_seeds(
+                spread, n0, plan.margin, max_seeds, family_size=len(pilots), df=df
+            )
+        arms[label] = dataclasses.replace(arms[label], seeds=tuple(range(max(n, n0))))
+    return dataclasses.replace(plan, arms=arms).with_reference_seeds()
+
+
+def pilot_differences(plan: Plan, records: list[RunRecord]) -> dict[str, list[float]]:
+    """Per planned ablation (not the tuned network, which no design plans), the paired test
+    accuracy differences with the reference on the pilot's seeds, in seed order."""
+    n0 = plan.design.pilot_seeds if plan.design else 0
+    reference = pilot_accuracies(plan, REFERENCE, records, n0)
+    pilots = {}
+    for label in plan.arms:
+        if label in (REFERENCE, TUNED):
             continue
         variant = pilot_accuracies(plan, label, records, n0)
-        differences = [variant[s] - reference[s] for s in variant if s in reference]
-        n = plan.design.max_seeds
-        if len(differences) >= 2:
-            n = design.planned_seeds(
-                statistics.stdev(differences),
-                n0,
-                plan.margin,
-                plan.design.max_seeds,
-                family_size=family,
-            )
-        arms[label] = dataclasses.replace(arm, seeds=tuple(range(max(n, n0))))
-    return dataclasses.replace(plan, arms=arms).with_reference_seeds()
+        pilots[label] = [variant[s] - reference[s] for s in sorted(variant) if s in reference]
+    return pilots
 
 
 def pilot_accuracies(plan: Plan, label: str, records: list[RunRecord], n0: int) -> dict[int, float]:

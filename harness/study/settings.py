@@ -32,6 +32,7 @@ class StudySettings:
     until_decided: bool = False
     pilot_seeds: int = PILOT_SEEDS
     max_seeds: int = MAX_SEEDS
+    pooled_pilot: bool = False  # one spread from all the arms' pilots (see Design)
 
     def design(self) -> Design | None:
         """Seeds until decided, if asked for: the pilot's and the cap's seed counts."""
@@ -41,7 +42,7 @@ class StudySettings:
             raise UserError("--pilot-seeds: the pilot needs at least 2 seeds to measure spread")
         if self.max_seeds < self.pilot_seeds:
             raise UserError("--max-seeds must be at least --pilot-seeds")
-        return Design(self.pilot_seeds, self.max_seeds)
+        return Design(self.pilot_seeds, self.max_seeds, self.pooled_pilot)
 
     def seeds_for(self, spec: Spec) -> list[int]:
         if self.until_decided:
