@@ -214,6 +214,8 @@ def test_index_opens_with_the_verdict_table(out, frame):
     assert frame.loc["no_batchnorm", "family_ci"] == pytest.approx((low, high))
     assert f"{100 * d.mean():+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]" in row
     assert cells(row)[1] == "5" and cells(row)[3] == "**worse**"
+    population = frame.loc["no_batchnorm", "diff_images_ci"]  # new seeds and new test sets
+    assert cells(row)[4] == pages.interval(population, pages.points)
     no_dropout = cells(table_row(text, "no_dropout"))
     assert no_dropout[1] == "30" and no_dropout[3] == "equivalent"
     assert pages.missing(frame.loc["width_half", "seeds_needed"])

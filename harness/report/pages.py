@@ -14,7 +14,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from harness.report.analysis import ABLATIONS, StudyData, used_runs
-from harness.stats import design
+from harness.stats import design, inference
 from harness.study.plan import TUNED
 from harness.study.specs import REFERENCE
 
@@ -86,6 +86,7 @@ def verdict_rows(frame: pd.DataFrame, margin: float, labels: list[str] | None = 
             "Δ vs reference [family CI] (pp)": f"{points(row.diff)} "
             f"{interval(row.family_ci, points)}",
             "verdict": bold_verdict(row.verdict),
+            "Δ [95% CI], new seeds and test sets (pp)": interval(row.diff_images_ci, points),
             "smallest detectable Δ": pp(row.mde, sign=""),
             f"seeds for ±{100 * margin:.2f} pp": seeds(row.seeds_needed),
         }
@@ -103,8 +104,9 @@ def bold_verdict(verdict: str) -> str:
 def reference_line(frame: pd.DataFrame) -> str:
     ref = frame.set_index("variant").loc[REFERENCE]
     return (
-        f"Reference: **{pct(ref['mean'])}** {interval(ref['t_ci'])} test accuracy over "
-        f"{ref['n']} seeds (mean, 95% t interval)."
+        f"Reference: **{pct(ref['mean'])}** test accuracy over {ref['n']} seeds: "
+        f"{interval(ref['t_ci'])} for new seeds on this test set (95% t interval), "
+        f"{interval(ref['images_ci'])} for new seeds and new test sets drawn like it."
     )
 
 
@@ -132,8 +134,11 @@ def verdict_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
         f"time at the family's level, from an 80% upper confidence bound of this arm's spread "
         "(a few seeds' sd undershoots as often as not). Smallest detectable Δ: the difference "
         "the current seeds find 80% of the time at that level; a smaller one can hide in an "
-        "inconclusive verdict. The 95% intervals of ablations.md are per comparison, not the "
-        "family's.",
+        "inconclusive verdict. The verdicts speak for new seeds on this test set; the interval "
+        "after the verdict for new seeds and new test sets drawn like MNIST's (its two halves as "
+        f"strata, {inference.TEST_SET_BLOCKS} blocks of consecutive images as the sampled "
+        "units): its test-image part does not shrink with seeds. The 95% intervals of "
+        "ablations.md are per comparison, not the family's.",
     ]
     if len(tuned):
         parts += [
@@ -204,8 +209,8 @@ def procedure(data: StudyData, frame: pd.DataFrame) -> list[str]:
         "Verdicts are read off each comparison's family interval, at 1 − 0.05/m for a family of "
         "m (the planned ablations; the tuned network alone): one error budget for differences "
         f"and equivalence (±{margin:.2f} pp) together. Other intervals are 95%, per comparison; "
-        "ablations.md adds intervals over seeds and test images together (a new test set is a "
-        "new sample too) and per-image tests.",
+        "ablations.md adds intervals for new seeds and new test sets together (a new test set "
+        "is a new sample too) and per-image tests.",
         "Pairing by seed: one seed draws the train/validation split, the initialization, the "
         "data order, the dropout masks and the augmentation shifts, each from its own stream "
         "(harness.core.seeding), so two arms with the same seed share every draw their difference "
