@@ -204,7 +204,7 @@ def test_verdicts(frame):
     assert frame.loc["no_batchnorm", "diff"] == pytest.approx(expected, abs=1e-9)
 
 
-def test_index_opens_with_the_verdict_table(out, frame):
+def test_index_opens_with_the_verdict_table(out, frame, data):
     text = (out / "README.md").read_text()
     assert text.index("## Verdicts") < text.index("## What was run, on what")
     row = table_row(text, "no_batchnorm")
@@ -212,12 +212,18 @@ def test_index_opens_with_the_verdict_table(out, frame):
     d = np.array(NO_BN) - np.array(REF[:5])
     low, high = sps.t.interval(1 - 0.05 / 3, len(d) - 1, d.mean(), sps.sem(d))
     assert frame.loc["no_batchnorm", "family_ci"] == pytest.approx((low, high))
-    assert f"{100 * d.mean():+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]" in row
-    assert cells(row)[1] == "5" and cells(row)[3] == "**worse**"
-    population = frame.loc["no_batchnorm", "diff_images_ci"]  # new seeds and new test sets
-    assert cells(row)[4] == pages.interval(population, pages.points)
+    assert cells(row)[5] == f"[{100 * low:+.2f}, {100 * high:+.2f}] worse"  # this test set
+    # the verdict's own interval: new seeds and new test sets, at the same family level
+    population = inference.paired_difference_interval_seeds_and_images(
+        *(analysis.correct_matrix(runs) for runs in analysis.paired_runs(data, "no_batchnorm")),
+        confidence=1 - 0.05 / 3,
+    )
+    assert frame.loc["no_batchnorm", "verdict_ci"] == pytest.approx(tuple(population[1:]))
+    assert cells(row)[3] == pages.interval(population[1:], pages.points)
+    assert cells(row)[1] == "5" and cells(row)[2] == f"{100 * d.mean():+.2f}"
+    assert cells(row)[4] == "**worse**"
     no_dropout = cells(table_row(text, "no_dropout"))
-    assert no_dropout[1] == "30" and no_dropout[3] == "equivalent"
+    assert no_dropout[1] == "30" and no_dropout[4] == "equivalent"
     assert pages.missing(frame.loc["width_half", "seeds_needed"])
     assert cells(table_row(text, "width_half"))[-1] == "n/a"
     assert "seeds for ±0.10 pp" in text and f"Reference: **{100 * np.mean(REF):.2f}%**" in text
@@ -271,7 +277,7 @@ def test_ablations_page(out, frame):
     assert no_dropout[1] == "30" and no_dropout[-1] == "equivalent"
     no_batchnorm = table_row(text, "no_batchnorm")
     assert pages.pvalue(frame.loc["no_batchnorm", "p_difference"]) in no_batchnorm
-    assert pages.interval(frame.loc["no_batchnorm", "family_ci"], pages.points) in no_batchnorm
+    assert pages.interval(frame.loc["no_batchnorm", "verdict_ci"], pages.points) in no_batchnorm
     few = frame[frame["n"] < inference.BCA_MIN_N]
     assert "95% CI (BCa)" not in pages_detail.accuracy_rows(few)[0]
     assert "after epoch 5–7 (30 run(s))" in table_row(text, "reference")

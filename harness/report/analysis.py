@@ -5,7 +5,8 @@ records of its config, engine and seeds. Each non-reference arm is compared with
 on the seeds both finished (paired differences d, in accuracy units), and judged within its
 family (the planned ablations; the tuned network apart, being a selected configuration) by its
 family interval, at confidence 1 − α/m for a family of m (harness.stats.design: one error
-budget for every verdict of the family), with the seeds a decision would need.
+budget for every verdict of the family), for new seeds and new test sets, with its verdict for
+this test set beside it and the seeds a decision would need.
 """
 
 from __future__ import annotations
@@ -188,11 +189,23 @@ def paired_comparison(
         inference.mcnemar_pvalue(int((v & ~r).sum()), int((r & ~v).sum()))
         for v, r in zip(v_correct, r_correct, strict=True)
     ]
+    two_stage = plan.design is not None and label != TUNED
+    population = (math.nan, math.nan)
+    if (
+        n and not two_stage
+    ):  # Stein's test has no test-image part: a two-stage verdict is this set's
+        population = tuple(
+            inference.paired_difference_interval_seeds_and_images(v_correct, r_correct, confidence)[
+                1:
+            ]
+        )
     return {
         "n_pairs": n,
         "diff": estimate,
         "diff_ci": ci,
-        "family_ci": family_ci,
+        "family_ci": family_ci,  # new seeds, this test set
+        "population_family_ci": population,  # new seeds and new test sets
+        "verdict_ci": family_ci if two_stage else population,  # the one that decides
         "family_confidence": confidence,
         "diff_images_ci": tuple(
             inference.paired_difference_interval_seeds_and_images(v_correct, r_correct)[1:]
@@ -250,8 +263,10 @@ def pooled_pilot_spread(data: StudyData) -> tuple[float, int] | None:
 
 def comparison_table(data: StudyData) -> pd.DataFrame:
     """One row per arm with runs, the reference first, then by paired effect; each comparison's
-    verdict read off its family interval (one error budget per family)."""
-    labels = data.labels_with_runs()
+    verdict read off its family interval (one error budget per family), for new seeds and new
+    test sets (for new seeds on this test set under a two-stage design, whose Stein test has no
+    test-image part), and its verdict for this test set beside it."""
+    labels, margin = data.labels_with_runs(), data.plan.margin
     sizes = Counter(family_of(label) for label in labels if label != REFERENCE)
     spread = pooled_pilot_spread(data)
     frame = pd.DataFrame(
@@ -280,9 +295,11 @@ def comparison_table(data: StudyData) -> pd.DataFrame:
         for row, alpha in zip(frame.itertuples(), alphas, strict=True)
     ]
     frame["verdict"] = [
-        "—"
-        if row.variant == REFERENCE
-        else design.interval_verdict(*row.family_ci, data.plan.margin)
+        "—" if row.variant == REFERENCE else design.interval_verdict(*row.verdict_ci, margin)
+        for row in frame.itertuples()
+    ]
+    frame["verdict_this_test_set"] = [
+        "—" if row.variant == REFERENCE else design.interval_verdict(*row.family_ci, margin)
         for row in frame.itertuples()
     ]
     order = frame["diff"].fillna(math.inf).rank(method="first", ascending=False)

@@ -56,7 +56,7 @@ def comparison_rows(frame: pd.DataFrame, labels: list[str] | None = None) -> lis
             "Δ (pp)": points(row.diff),
             "Δ 95% CI": interval(row.diff_ci, points),
             "Δ 95% CI (seeds and images)": interval(row.diff_images_ci, points),
-            "Δ CI at the verdict's level": interval(row.family_ci, points),
+            "Δ CI behind the verdict": interval(row.verdict_ci, points),
             "p": pvalue(row.p_difference),
             "TOST p": pvalue(row.p_equivalence),
             "Wilcoxon p (exact)": pvalue(row.p_wilcoxon),
@@ -101,8 +101,10 @@ def ablations_page(frame: pd.DataFrame, margin: float) -> str:
             "(the images of a block are alike, so they are not counted as independent).",
             table(accuracy_rows(frame)),
             "## Paired comparison with the reference",
-            "Δ = variant − reference on the same seeds, sorted by Δ. The verdict's interval is at "
-            "the family's level (1 − 0.05/m), the others at 95% for this comparison alone. p: "
+            "Δ = variant − reference on the same seeds, sorted by Δ. The interval behind the "
+            "verdict is at the family's level (1 − 0.05/m), for new seeds and new test sets "
+            "(for this test set under a two-stage design); the others at 95% for this "
+            "comparison alone. p: "
             "paired t (Stein's test under a two-stage design), and TOST against "
             f"±{100 * margin:.2f} pp, both unadjusted (the verdicts use the family interval); "
             "Wilcoxon signed-rank, exact, on counts of correct images (from 5 pairs); "

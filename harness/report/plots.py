@@ -101,7 +101,7 @@ def confusion_figure(confusion: np.ndarray, runs: int, label: str) -> Figure:
 
 
 def forest_figure(rows: pd.DataFrame, margin: float) -> Figure:
-    """rows: comparison_table's rows to draw (variant, family, diff, family_ci, verdict), top
+    """rows: comparison_table's rows to draw (variant, family, diff, verdict_ci, verdict), top
     to bottom, each with the interval that decided its verdict; the shaded band is ±margin,
     where a difference counts as none."""
     fig, ax = plt.subplots(figsize=(7.5, 0.5 * max(len(rows), 1) + 1.4))
@@ -110,7 +110,7 @@ def forest_figure(rows: pd.DataFrame, margin: float) -> Figure:
     for y, row in enumerate(rows.itertuples()):
         if y and row.family != rows["family"].iloc[y - 1]:
             ax.axhline(y - 0.5, color="gray", linestyle=":", linewidth=1)  # families apart
-        low, high = row.family_ci
+        low, high = row.verdict_ci
         ax.plot([100 * low, 100 * high], [y, y], color="tab:blue")
         ax.plot(100 * row.diff, y, "o", color="tab:blue")
         ax.annotate(
