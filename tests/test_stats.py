@@ -371,3 +371,20 @@ def test_new_seeds_and_test_sets_are_covered_under_the_block_model(n_seeds):
     for key, rate in rates.items():
         print(f"n = {n_seeds}, {key}: coverage {rate:.3f} ± {se[key]:.3f}, {n_studies} studies")
     assert rates["accuracy"] >= 0.93 and rates["Δ"] >= 0.93
+
+
+def test_test_set_floor_is_the_test_image_part_alone():
+    rng = np.random.default_rng(3)
+    reference = np.repeat(rng.random((1, 400)) < 0.9, 6, axis=0)
+    # the variant differs from the reference on the same images in every seed: no seed noise
+    flipped = np.zeros(400, dtype=bool)
+    flipped[rng.choice(400, 40, replace=False)] = True
+    variant = reference ^ flipped
+    blocks = (variant.astype(float) - reference).reshape(6, 20, 20).mean(axis=2)[0]
+    halves = blocks.reshape(2, 10)
+    within = ((halves - halves.mean(axis=1, keepdims=True)) ** 2).sum() / 18
+    expected = sps.norm.ppf(0.975) * math.sqrt(within / 20)
+    assert inference.test_set_floor(variant, reference) == pytest.approx(expected)
+    # seed noise alone (every image alike within a seed): no floor
+    seed_only = np.repeat(rng.random((6, 1)) < 0.5, 400, axis=1)
+    assert inference.test_set_floor(seed_only, np.zeros_like(seed_only)) == pytest.approx(0.0)

@@ -207,6 +207,9 @@ def paired_comparison(
         "population_family_ci": population,  # new seeds and new test sets
         "verdict_ci": family_ci if two_stage else population,  # the one that decides
         "family_confidence": confidence,
+        "test_set_floor": inference.test_set_floor(v_correct, r_correct, confidence)
+        if n
+        else math.nan,
         "diff_images_ci": tuple(
             inference.paired_difference_interval_seeds_and_images(v_correct, r_correct)[1:]
         )

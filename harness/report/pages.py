@@ -88,6 +88,9 @@ def verdict_rows(frame: pd.DataFrame, margin: float, labels: list[str] | None = 
             "verdict": bold_verdict(row.verdict),
             "this test set only: [family CI], verdict": f"{interval(row.family_ci, points)} "
             f"{row.verdict_this_test_set}",
+            "test-set floor": "n/a"
+            if missing(row.test_set_floor)
+            else f"±{pp(row.test_set_floor, sign='')}",
             "smallest detectable Δ": pp(row.mde, sign=""),
             f"seeds for ±{100 * margin:.2f} pp": seeds(row.seeds_needed),
         }
@@ -139,8 +142,12 @@ def verdict_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
         "confidence bound of this arm's spread (a few seeds' sd undershoots as often as not), "
         "on this test set: for new test sets the test-image part comes on top, whatever the "
         "seeds. Smallest detectable Δ: the difference the current seeds find 80% of the time "
-        "at that level; a smaller one can hide in an inconclusive verdict. The 95% intervals "
-        "of ablations.md are per comparison, not the family's.",
+        "at that level; a smaller one can hide in an inconclusive verdict. Test-set floor: the "
+        "half-width that the interval for new test sets keeps however many seeds are trained "
+        "(its test-image part, at the family's level): no number of seeds decides "
+        f"equivalence where |Δ| + floor ≥ {margin:.2f} pp, nor a difference where |Δ| ≤ floor; "
+        "only a larger test set would. The 95% intervals of ablations.md are per comparison, "
+        "not the family's.",
     ]
     if data.plan.design is not None:
         parts.append(

@@ -282,6 +282,34 @@ def paired_difference_interval_seeds_and_images(
     return _crossed_mean_interval(_block_means(a - b, blocks, strata), confidence, strata)
 
 
+def test_set_floor(
+    variant_correct: np.ndarray,
+    reference_correct: np.ndarray,
+    confidence: float = CONFIDENCE,
+    blocks: int = TEST_SET_BLOCKS,
+    strata: int = TEST_SET_STRATA,
+) -> float:
+    """The half-width that the interval of paired_difference_interval_seeds_and_images keeps
+    however many seeds are trained: the test-image part, σ²_unit/N estimated as (MS_units −
+    MS_residual)/(SN), at a normal quantile. An equivalence verdict needs |Δ| + floor < margin,
+    a difference verdict |Δ| > floor, for new test sets of this size."""
+    y = _block_means(
+        np.asarray(variant_correct, dtype=float) - np.asarray(reference_correct, dtype=float),
+        blocks,
+        strata,
+    )
+    n_seeds, n_units = y.shape
+    if n_seeds < 2:
+        return NAN
+    unit_means = y.mean(axis=0).reshape(strata, -1)
+    within = unit_means - unit_means.mean(axis=1, keepdims=True)
+    ms_units = n_seeds * float((within**2).sum()) / (n_units - strata)
+    residual = y - y.mean(axis=1, keepdims=True) - y.mean(axis=0, keepdims=True) + y.mean()
+    ms_residual = float((residual**2).sum()) / ((n_seeds - 1) * (n_units - 1))
+    variance = max(ms_units - ms_residual, 0.0) / (n_seeds * n_units)
+    return float(stats.norm.ppf((1 + confidence) / 2) * math.sqrt(variance))
+
+
 def _block_means(y: np.ndarray, blocks: int, strata: int) -> np.ndarray:
     """y[seeds, images] averaged over `blocks` runs of consecutive images, stratum by stratum
     (the first blocks/strata blocks make the first stratum)."""
