@@ -180,3 +180,14 @@ def test_pooled_sd_by_hand():
     sd, df = design.pooled_sd([[1.0, 3.0], [2.0, 2.0, 5.0]])
     assert df == 3 and sd == pytest.approx(math.sqrt((2 + 6) / 3))
     assert design.pooled_sd([[1.0]]) == (pytest.approx(math.nan, nan_ok=True), 0)
+
+
+def test_stein_power_matches_a_simulation_of_the_test():
+    rng, sd, n, df, studies = np.random.default_rng(12), 0.0012, 20, 4, 20_000
+    mean = rng.normal(DELTA, sd / math.sqrt(n), studies)
+    s0 = sd * np.sqrt(rng.chisquare(df, studies) / df)
+    critical = sps.t.isf(0.05 / (2 * 7), df)
+    simulated = np.mean(np.abs(mean / (s0 / math.sqrt(n))) > critical)
+    power = design.stein_power(DELTA, sd, n, df, family_size=7)
+    assert abs(power - simulated) < 3 * math.sqrt(power * (1 - power) / studies)
+    assert design.stein_power(DELTA, sd, 60, df, family_size=7) > power  # more seeds, more power

@@ -548,3 +548,7 @@ def test_a_two_stage_plan_is_judged_by_steins_test(tmp_path):
     assert frame.loc["no_batchnorm", "family_ci"] == pytest.approx((family.ci_low, family.ci_high))
     t_interval = inference.mean_ci(list(d))
     assert frame.loc["no_batchnorm", "diff_ci"] != pytest.approx(tuple(t_interval[1:]))
+    s0 = float(np.std(d[:3], ddof=1))  # the cap of 6 cut the plan: its power is reported
+    assert design.planned_seeds(s0, 3, 0.001, max_seeds=10**6, df=2) > 6
+    power = design.stein_power(0.001, s0, 6, 2)
+    assert frame.loc["no_batchnorm", "power_at_cap"] == pytest.approx(power)

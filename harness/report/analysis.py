@@ -171,12 +171,16 @@ def paired_comparison(
     if plan.design is not None and label != TUNED and pilot.sum() >= 2:
         # Stein: the pilot's pairs (the seeds the seed count was planned from) give the spread
         pilot_first = np.concatenate([d[pilot], d[~pilot]])
-        stein = design.stein_test(pilot_first, int(pilot.sum()), margin, pilot_spread=spread)
+        n0 = int(pilot.sum())
+        s0, df = spread or (float(np.std(d[pilot], ddof=1)), n0 - 1)
+        power_at_cap = _power_at_cap(plan, s0, df, n0, confidence)
+        stein = design.stein_test(pilot_first, n0, margin, pilot_spread=spread)
         estimate, ci = stein.mean, (stein.ci_low, stein.ci_high)
-        family = design.stein_test(pilot_first, int(pilot.sum()), margin, confidence, spread)
+        family = design.stein_test(pilot_first, n0, margin, confidence, spread)
         family_ci = (family.ci_low, family.ci_high)
         p_difference, p_equivalence = stein.p_difference, stein.p_equivalence
     else:
+        power_at_cap = math.nan
         interval = inference.mean_ci(d)
         estimate, ci = interval.estimate, tuple(interval[1:])
         family_ci = tuple(inference.mean_ci(d, confidence)[1:])
@@ -216,6 +220,7 @@ def paired_comparison(
         if n
         else (math.nan, math.nan),
         "sd_diff": sd,
+        "power_at_cap": power_at_cap,  # NaN unless the design's cap cut the planned seeds
         "p_difference": p_difference,
         "p_equivalence": p_equivalence,
         "p_wilcoxon": inference.wilcoxon_counts_pvalue(
@@ -225,6 +230,20 @@ def paired_comparison(
         "correlation": _correlation(variant["test_accuracy"], reference["test_accuracy"]),
         "mcnemar_significant": sum(p < 0.05 for p in mcnemar),
     }
+
+
+def _power_at_cap(plan: Plan, s0: float, df: int, n0: int, confidence: float) -> float:
+    """Where the cap cut an arm's planned seeds, the power it has at the cap to find a
+    difference of the margin (Stein's test, the pilot's spread, the family's level)."""
+    family_size = round(design.ALPHA / (1 - confidence))
+    if not s0 > 0 or df < 1:
+        return math.nan
+    wanted = design.planned_seeds(
+        s0, n0, plan.margin, max_seeds=10**6, family_size=family_size, df=df
+    )
+    if wanted <= plan.design.max_seeds:
+        return math.nan
+    return design.stein_power(plan.margin, s0, plan.design.max_seeds, df, family_size=family_size)
 
 
 def _correlation(a: pd.Series, b: pd.Series) -> float:

@@ -150,9 +150,22 @@ def verdict_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
         "not the family's.",
     ]
     if data.plan.design is not None:
+        bound = [
+            f"{row.variant} ({100 * row.power_at_cap:.0f}%)"
+            for row in ablations.itertuples()
+            if not missing(getattr(row, "power_at_cap", math.nan))
+        ]
         parts.append(
             "Seeds until decided: Stein's test, whose spread is the pilot's, has no test-image "
-            "part, so these verdicts speak for new seeds on this test set only."
+            "part, so these verdicts speak for new seeds on this test set only. The plan "
+            f"promised {100 * design.POWER:.0f}% power to find a {margin:.2f} pp difference; "
+            + (
+                f"the cap of {data.plan.design.max_seeds} seeds cut the seeds of "
+                + ", ".join(bound)
+                + ", in brackets the power each has at the cap."
+                if bound
+                else "the cap cut no arm's seeds."
+            )
         )
     if len(tuned):
         parts += [

@@ -85,6 +85,20 @@ def planned_seeds(
     )
 
 
+def stein_power(
+    effect: float, sd: float, n: int, df: int, alpha: float = ALPHA, family_size: int = 1
+) -> float:
+    """Power of Stein's test with n seeds and a pilot spread of df degrees of freedom to find a
+    true difference `effect` at level alpha / family_size, were the spread sd: the mean over
+    s0/√n follows a noncentral t(df, effect·√n/sd). What an arm whose planned seeds the cap cut
+    actually has (the plan promised POWER)."""
+    if n < 1 or df < 1 or not sd > 0:
+        return inference.NAN
+    critical = sps.t.isf(alpha / (2 * family_size), df)
+    noncentrality = effect * math.sqrt(n) / sd
+    return float(sps.nct.sf(critical, df, noncentrality) + sps.nct.sf(critical, df, -noncentrality))
+
+
 def pooled_sd(samples: Sequence[Sequence[float]]) -> tuple[float, int]:
     """The pooled sd of several groups, each around its own mean, and its degrees of freedom
     Σ(nᵢ − 1): the arms' pilots measure one spread together when their spreads are alike (the
