@@ -19,9 +19,9 @@ from harness import UserError
 from harness.core.config import Config
 from harness.core.model import build_model, parameter_count
 from harness.core.store import RunStore
-from harness.report import analysis, claims, pages, pages_detail, plots, writing
+from harness.report import analysis, claims, comparisons, pages, pages_detail, plots, writing
 from harness.report.folder import MANIFEST, ReportFolderError
-from harness.stats import design, inference
+from harness.stats import design, inference, test_sets
 from harness.study.plan import SEARCH_SUMMARY_FILE, Arm, Design, Plan, load_plan, save_plan
 from harness.study.specs import REFERENCE, load_spec, spec_names
 
@@ -178,7 +178,7 @@ def data(results):
 
 @pytest.fixture(scope="module")
 def frame(data):
-    return analysis.comparison_table(data).set_index("variant", drop=False)
+    return comparisons.comparison_table(data).set_index("variant", drop=False)
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +214,7 @@ def test_index_opens_with_the_verdict_table(out, frame, data):
     assert frame.loc["no_batchnorm", "family_ci"] == pytest.approx((low, high))
     assert cells(row)[5] == f"[{100 * low:+.2f}, {100 * high:+.2f}] worse"  # this test set
     # the verdict's own interval: new seeds and new test sets, at the same family level
-    population = inference.paired_difference_interval_seeds_and_images(
+    population = test_sets.paired_difference_interval_seeds_and_images(
         *(analysis.correct_matrix(runs) for runs in analysis.paired_runs(data, "no_batchnorm")),
         confidence=1 - 0.05 / 3,
     )
@@ -430,7 +430,7 @@ def test_no_shared_seed_is_no_comparison(tmp_path):
     save_plan(Plan(arms, ENGINE).with_reference_seeds(), tmp_path)
     store.save(fake_record(REFERENCE, Config(), 0, 0.98))
     store.save(fake_record("no_batchnorm", variant, 7, 0.97))
-    row = analysis.comparison_table(writing.load_checked(tmp_path)).set_index("variant")
+    row = comparisons.comparison_table(writing.load_checked(tmp_path)).set_index("variant")
     assert row.loc["no_batchnorm", "n_pairs"] == 0 and np.isnan(row.loc["no_batchnorm", "diff"])
     assert row.loc["no_batchnorm", "verdict"] == "inconclusive"
 
@@ -540,7 +540,7 @@ def test_a_two_stage_plan_is_judged_by_steins_test(tmp_path):
     for seed in range(6):
         store.save(fake_record(REFERENCE, Config(), seed, REF[seed]))
         store.save(fake_record("no_batchnorm", no_bn, seed, variant[seed]))
-    frame = analysis.comparison_table(writing.load_checked(tmp_path)).set_index("variant")
+    frame = comparisons.comparison_table(writing.load_checked(tmp_path)).set_index("variant")
     d = np.array(variant) - np.array(REF[:6])
     stein = design.stein_test(d, n0=3, margin=0.001)
     family = design.stein_test(d, n0=3, margin=0.001, confidence=1 - 0.05)  # a family of one

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness.stats import inference
+from harness.stats import inference, test_sets
 from tests.helpers import PROJECT_ROOT
 
 ACC = [0.9812, 0.9825, 0.9801, 0.9833, 0.9819]
@@ -226,7 +226,7 @@ def population_accuracy(seed_sd=0.05, image_sd=3.0, offset=6.0):
 
 def independent_images(correct):
     """The crossed interval with every image its own unit and no strata."""
-    return inference.accuracy_interval_seeds_and_images(correct, blocks=correct.shape[1], strata=1)
+    return test_sets.accuracy_interval_seeds_and_images(correct, blocks=correct.shape[1], strata=1)
 
 
 def test_seeds_and_images_interval_matches_anova_and_covers():
@@ -279,22 +279,22 @@ def test_paired_seeds_and_images_interval():
         variant_logit = 4.5 + delta + seeds + rng.normal(0, 0.05, (5, 1)) + images
         reference = rng.random((5, 2000)) < 1 / (1 + np.exp(-(4.5 + seeds + images)))
         variant = rng.random((5, 2000)) < 1 / (1 + np.exp(-variant_logit))
-        interval = inference.paired_difference_interval_seeds_and_images(
+        interval = test_sets.paired_difference_interval_seeds_and_images(
             variant, reference, blocks=2000, strata=1
         )
         assert interval.estimate == pytest.approx(variant.mean() - reference.mean())
         covered.append(interval.low <= truth <= interval.high)
     assert abs(np.mean(covered) - 0.95) < 3 * math.sqrt(0.95 * 0.05 / n_studies)
     with pytest.raises(ValueError, match="differ in shape"):
-        inference.paired_difference_interval_seeds_and_images(variant, reference[:4])
+        test_sets.paired_difference_interval_seeds_and_images(variant, reference[:4])
 
 
 def test_seeds_and_images_interval_is_fast_and_degenerates_cleanly():
     correct = np.random.default_rng(1).random((30, 10_000)) < 0.985
     start = time.perf_counter()
-    inference.accuracy_interval_seeds_and_images(correct)  # 20 blocks of 500, two halves
+    test_sets.accuracy_interval_seeds_and_images(correct)  # 20 blocks of 500, two halves
     assert time.perf_counter() - start < 1.0
-    one = inference.accuracy_interval_seeds_and_images(correct[:1])
+    one = test_sets.accuracy_interval_seeds_and_images(correct[:1])
     assert math.isnan(one.low) and one.estimate == pytest.approx(correct[0].mean())
     assert independent_images(np.ones((3, 5), bool)) == (1.0, 1.0, 1.0)
 
@@ -348,7 +348,7 @@ def test_new_seeds_and_test_sets_are_covered_under_the_block_model(n_seeds):
     95% intervals must cover the population's reference accuracy and no_batchnorm's Δ in at
     least 93% of studies; the seeds-only t interval, which speaks for this test set alone, is
     printed beside them."""
-    blocks = inference.TEST_SET_BLOCKS
+    blocks = test_sets.TEST_SET_BLOCKS
     reference = stored_correctness("reference").reshape(30, blocks, -1).mean(axis=2)
     variant = stored_correctness("no_batchnorm").reshape(30, blocks, -1).mean(axis=2)
     truth = {"accuracy": reference.mean(), "Δ": (variant - reference).mean()}
@@ -360,8 +360,8 @@ def test_new_seeds_and_test_sets_are_covered_under_the_block_model(n_seeds):
         drawn = np.concatenate([rng.integers(0, half, half), rng.integers(half, blocks, half)])
         ref, var = reference[np.ix_(seeds, drawn)], variant[np.ix_(seeds, drawn)]
         # block means stand for the images: one "image" per block, the strata as assumed
-        a = inference._crossed_mean_interval(ref, 0.95, strata=2)
-        d = inference._crossed_mean_interval(var - ref, 0.95, strata=2)
+        a = test_sets._crossed_mean_interval(ref, 0.95, strata=2)
+        d = test_sets._crossed_mean_interval(var - ref, 0.95, strata=2)
         t = inference.mean_ci(list((var - ref).mean(axis=1)))
         covered["accuracy"].append(a.low <= truth["accuracy"] <= a.high)
         covered["Δ"].append(d.low <= truth["Δ"] <= d.high)
@@ -384,7 +384,7 @@ def test_test_set_floor_is_the_test_image_part_alone():
     halves = blocks.reshape(2, 10)
     within = ((halves - halves.mean(axis=1, keepdims=True)) ** 2).sum() / 18
     expected = sps.norm.ppf(0.975) * math.sqrt(within / 20)
-    assert inference.test_set_floor(variant, reference) == pytest.approx(expected)
+    assert test_sets.test_set_floor(variant, reference) == pytest.approx(expected)
     # seed noise alone (every image alike within a seed): no floor
     seed_only = np.repeat(rng.random((6, 1)) < 0.5, 400, axis=1)
-    assert inference.test_set_floor(seed_only, np.zeros_like(seed_only)) == pytest.approx(0.0)
+    assert test_sets.test_set_floor(seed_only, np.zeros_like(seed_only)) == pytest.approx(0.0)

@@ -1,18 +1,13 @@
-"""Every number the reports show, computed once from the saved plan and the stored records.
+"""A study's data as the reports read it, from the saved plan and the stored records alone: each
+arm's runs, per-digit breakdowns, confusions, learning curves and layers. The comparisons with
+the reference and their verdicts are in harness.report.comparisons.
 
 The plan says which arms exist and which seeds each was asked for; an arm's runs are the stored
-records of its config, engine and seeds. Each non-reference arm is compared with the reference
-on the seeds both finished (paired differences d, in accuracy units), and judged within its
-family (the planned ablations; the tuned network apart, being a selected configuration) by its
-family interval, at confidence 1 − α/m for a family of m (harness.stats.design: one error
-budget for every verdict of the family), for new seeds and new test sets, with its verdict for
-this test set beside it and the seeds a decision would need.
+records of its config, engine and seeds.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +20,8 @@ from torch import nn
 from harness.core.config import Config
 from harness.core.model import build_model
 from harness.core.store import RunKey, RunStore
-from harness.stats import design, inference
-from harness.study.plan import TUNED, Plan, load_plan, load_search_summary
+from harness.stats import inference
+from harness.study.plan import Plan, load_plan, load_search_summary
 from harness.study.specs import REFERENCE
 
 ABLATIONS, SELECTED = "planned ablations", "selected by the search"
@@ -116,142 +111,6 @@ def paired_runs(data: StudyData, label: str) -> tuple[pd.DataFrame, pd.DataFrame
     return pick(variant), pick(reference)
 
 
-def family_of(label: str) -> str:
-    return SELECTED if label == TUNED else ABLATIONS
-
-
-def arm_row(
-    data: StudyData, label: str, confidence: float, spread: tuple[float, int] | None = None
-) -> dict[str, Any]:
-    """One arm's accuracy with its intervals, and its paired comparison with the reference
-    (its family interval at the given confidence)."""
-    plan = data.plan
-    runs, ok = data.runs(label), data.ok_runs(label)
-    accuracy = ok["test_accuracy"].to_numpy(dtype=float)
-    epochs = plan.arms[label].config.epochs
-    row: dict[str, Any] = {
-        "variant": label,
-        "family": family_of(label),
-        "planned_seeds": len(plan.arms[label].seeds),
-        "n": len(ok),
-        "diverged": int((runs["status"] != "ok").sum()) if len(runs) else 0,
-        "parameters": int(runs["parameters"].iloc[0]) if len(runs) else 0,
-        "mean": inference.mean_ci(accuracy).estimate,
-        "sd": float(np.std(accuracy, ddof=1)) if len(accuracy) > 1 else math.nan,
-        "t_ci": tuple(inference.mean_ci(accuracy)[1:]),
-        "bca_ci": tuple(inference.bootstrap_ci(accuracy)[1:]),
-        "images_ci": tuple(inference.accuracy_interval_seeds_and_images(correct_matrix(ok))[1:])
-        if len(ok)
-        else (math.nan, math.nan),
-        "best_epoch": float(ok["best_epoch"].mean()) if len(ok) else math.nan,
-        "best_at_cap": int((ok["best_epoch"] == epochs).sum()) if len(ok) else 0,
-        "test_loss": float(ok["test_loss"].mean()) if len(ok) else math.nan,
-        "best_val": float(ok["best_val_accuracy"].mean()) if len(ok) else math.nan,
-        "gap": float(ok["train_val_gap"].mean()) if len(ok) else math.nan,
-        "seconds_per_epoch": float(runs["seconds_per_epoch"].mean()) if len(runs) else math.nan,
-        "first_lr_cut": first_lr_cuts(ok),
-    }
-    if label != REFERENCE:
-        row.update(paired_comparison(data, label, confidence, spread))
-    return row
-
-
-def paired_comparison(
-    data: StudyData, label: str, confidence: float, spread: tuple[float, int] | None = None
-) -> dict[str, Any]:
-    """The paired differences' mean with its 95% interval and its family interval (at the
-    given confidence), by Stein's test for an arm whose seeds a pilot planned (spread: the
-    pooled pilot spread, where that planned them)."""
-    plan = data.plan
-    variant, reference = paired_runs(data, label)
-    d = (variant["test_accuracy"] - reference["test_accuracy"]).to_numpy(dtype=float)
-    n, margin = len(d), plan.margin
-    sd = float(np.std(d, ddof=1)) if n > 1 else math.nan
-    pilot = (variant["seed"] < plan.design.pilot_seeds).to_numpy() if plan.design else None
-    if plan.design is not None and label != TUNED and pilot.sum() >= 2:
-        # Stein: the pilot's pairs (the seeds the seed count was planned from) give the spread
-        pilot_first = np.concatenate([d[pilot], d[~pilot]])
-        n0 = int(pilot.sum())
-        s0, df = spread or (float(np.std(d[pilot], ddof=1)), n0 - 1)
-        power_at_cap = _power_at_cap(plan, s0, df, n0, confidence)
-        stein = design.stein_test(pilot_first, n0, margin, pilot_spread=spread)
-        estimate, ci = stein.mean, (stein.ci_low, stein.ci_high)
-        family = design.stein_test(pilot_first, n0, margin, confidence, spread)
-        family_ci = (family.ci_low, family.ci_high)
-        p_difference, p_equivalence = stein.p_difference, stein.p_equivalence
-    else:
-        power_at_cap = math.nan
-        interval = inference.mean_ci(d)
-        estimate, ci = interval.estimate, tuple(interval[1:])
-        family_ci = tuple(inference.mean_ci(d, confidence)[1:])
-        p_difference, p_equivalence = (
-            inference.paired_t_pvalue(d, np.zeros(n)),
-            inference.tost_pvalue(d, margin),
-        )
-    v_correct, r_correct = correct_matrix(variant), correct_matrix(reference)
-    mcnemar = [
-        inference.mcnemar_pvalue(int((v & ~r).sum()), int((r & ~v).sum()))
-        for v, r in zip(v_correct, r_correct, strict=True)
-    ]
-    two_stage = plan.design is not None and label != TUNED
-    population = (math.nan, math.nan)
-    if (
-        n and not two_stage
-    ):  # Stein's test has no test-image part: a two-stage verdict is this set's
-        population = tuple(
-            inference.paired_difference_interval_seeds_and_images(v_correct, r_correct, confidence)[
-                1:
-            ]
-        )
-    return {
-        "n_pairs": n,
-        "diff": estimate,
-        "diff_ci": ci,
-        "family_ci": family_ci,  # new seeds, this test set
-        "population_family_ci": population,  # new seeds and new test sets
-        "verdict_ci": family_ci if two_stage else population,  # the one that decides
-        "family_confidence": confidence,
-        "test_set_floor": inference.test_set_floor(v_correct, r_correct, confidence)
-        if n
-        else math.nan,
-        "diff_images_ci": tuple(
-            inference.paired_difference_interval_seeds_and_images(v_correct, r_correct)[1:]
-        )
-        if n
-        else (math.nan, math.nan),
-        "sd_diff": sd,
-        "power_at_cap": power_at_cap,  # NaN unless the design's cap cut the planned seeds
-        "p_difference": p_difference,
-        "p_equivalence": p_equivalence,
-        "p_wilcoxon": inference.wilcoxon_counts_pvalue(
-            correct_counts(variant), correct_counts(reference)
-        ),
-        "g_z": inference.hedges_gz(d),
-        "correlation": _correlation(variant["test_accuracy"], reference["test_accuracy"]),
-        "mcnemar_significant": sum(p < 0.05 for p in mcnemar),
-    }
-
-
-def _power_at_cap(plan: Plan, s0: float, df: int, n0: int, confidence: float) -> float:
-    """Where the cap cut an arm's planned seeds, the power it has at the cap to find a
-    difference of the margin (Stein's test, the pilot's spread, the family's level)."""
-    family_size = round(design.ALPHA / (1 - confidence))
-    if not s0 > 0 or df < 1:
-        return math.nan
-    wanted = design.planned_seeds(
-        s0, n0, plan.margin, max_seeds=10**6, family_size=family_size, df=df
-    )
-    if wanted <= plan.design.max_seeds:
-        return math.nan
-    return design.stein_power(plan.margin, s0, plan.design.max_seeds, df, family_size=family_size)
-
-
-def _correlation(a: pd.Series, b: pd.Series) -> float:
-    if len(a) < 3 or a.std() == 0 or b.std() == 0:
-        return math.nan
-    return float(np.corrcoef(a, b)[0, 1])
-
-
 def lr_cuts(history: list[dict[str, Any]]) -> list[int]:
     """The epochs after which the scheduler cut the learning rate (an epoch records the rate it
     trained with, so a cut shows in the next epoch's record)."""
@@ -265,67 +124,6 @@ def lr_cuts(history: list[dict[str, Any]]) -> list[int]:
 def first_lr_cuts(runs: pd.DataFrame) -> list[int]:
     """Per run that had a cut, the first epoch after which the plateau scheduler cut the lr."""
     return [cuts[0] for cuts in map(lr_cuts, runs["history"] if len(runs) else []) if cuts]
-
-
-def pooled_pilot_spread(data: StudyData) -> tuple[float, int] | None:
-    """Under a pooled two-stage design, the spread its seeds were planned from: the planned
-    ablations' paired differences on the pilot's seeds, pooled (sd, degrees of freedom)."""
-    plan = data.plan
-    if plan.design is None or not plan.design.pooled:
-        return None
-    pilots = []
-    for label in plan.arms:
-        if label in (REFERENCE, TUNED):
-            continue
-        variant, reference = paired_runs(data, label)
-        d = (variant["test_accuracy"] - reference["test_accuracy"]).to_numpy(dtype=float)
-        pilots.append(d[(variant["seed"] < plan.design.pilot_seeds).to_numpy()])
-    return design.pooled_sd(pilots)
-
-
-def comparison_table(data: StudyData) -> pd.DataFrame:
-    """One row per arm with runs, the reference first, then by paired effect; each comparison's
-    verdict read off its family interval (one error budget per family), for new seeds and new
-    test sets (for new seeds on this test set under a two-stage design, whose Stein test has no
-    test-image part), and its verdict for this test set beside it."""
-    labels, margin = data.labels_with_runs(), data.plan.margin
-    sizes = Counter(family_of(label) for label in labels if label != REFERENCE)
-    spread = pooled_pilot_spread(data)
-    frame = pd.DataFrame(
-        [
-            arm_row(data, label, design.family_confidence(sizes[family_of(label)]), spread)
-            for label in labels
-        ]
-    )
-    if frame.empty or "diff" not in frame:
-        return frame
-    # What the current seeds can detect at the family's level, and the seeds a decision would
-    # need, planned from an upper confidence bound of the spread (not its few-seed estimate).
-    alphas = [1 - row.family_confidence for row in frame.itertuples()]
-    frame["mde"] = [
-        inference.minimum_detectable_effect(row.sd_diff, row.n_pairs, alpha)
-        if row.variant != REFERENCE and row.n_pairs > 1
-        else math.nan
-        for row, alpha in zip(frame.itertuples(), alphas, strict=True)
-    ]
-    frame["seeds_needed"] = [
-        inference.seeds_needed(
-            inference.sd_upper_bound(row.sd_diff, row.n_pairs), data.plan.margin, alpha
-        )
-        if row.variant != REFERENCE and row.n_pairs > 1 and row.sd_diff > 0
-        else None
-        for row, alpha in zip(frame.itertuples(), alphas, strict=True)
-    ]
-    frame["verdict"] = [
-        "—" if row.variant == REFERENCE else design.interval_verdict(*row.verdict_ci, margin)
-        for row in frame.itertuples()
-    ]
-    frame["verdict_this_test_set"] = [
-        "—" if row.variant == REFERENCE else design.interval_verdict(*row.family_ci, margin)
-        for row in frame.itertuples()
-    ]
-    order = frame["diff"].fillna(math.inf).rank(method="first", ascending=False)
-    return frame.assign(_order=order).sort_values("_order").drop(columns="_order")
 
 
 def used_runs(data: StudyData) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from harness.report.analysis import ABLATIONS, StudyData, used_runs
-from harness.stats import design, inference
+from harness.stats import design, test_sets
 from harness.study.plan import TUNED
 from harness.study.specs import REFERENCE
 
@@ -88,9 +88,7 @@ def verdict_rows(frame: pd.DataFrame, margin: float, labels: list[str] | None = 
             "verdict": bold_verdict(row.verdict),
             "this test set only: [family CI], verdict": f"{interval(row.family_ci, points)} "
             f"{row.verdict_this_test_set}",
-            "test-set floor": "n/a"
-            if missing(row.test_set_floor)
-            else f"±{pp(row.test_set_floor, sign='')}",
+            "test-set floor (±)": pp(row.test_set_floor, sign=""),
             "smallest detectable Δ": pp(row.mde, sign=""),
             f"seeds for ±{100 * margin:.2f} pp": seeds(row.seeds_needed),
         }
@@ -127,7 +125,7 @@ def verdict_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
         f"error budget (α = 0.05) over the {tested} verdicts; equivalence margin "
         f"±{margin:.2f} pp. A verdict speaks for new seeds *and* new test sets drawn like "
         "MNIST's (its two halves as strata, "
-        f"{inference.TEST_SET_BLOCKS} blocks of consecutive images as the sampled units: a new "
+        f"{test_sets.TEST_SET_BLOCKS} blocks of consecutive images as the sampled units: a new "
         "test set moves the number too, and that part does not shrink with seeds); the verdict "
         "for new seeds on this test set alone follows it. Each is read off the interval beside "
         f"it, at {level:.2f}% (1 − 0.05/{max(tested, 1)}), so that all {tested} hold together "

@@ -23,7 +23,6 @@ from harness.report.analysis import (
     ABLATIONS,
     StudyData,
     architecture,
-    comparison_table,
     curve_bands,
     load_study_data,
     lr_cuts,
@@ -32,6 +31,7 @@ from harness.report.analysis import (
     used_runs,
 )
 from harness.report.claims import claims_rows
+from harness.report.comparisons import comparison_table
 from harness.report.folder import DATA, ReportFolder, check_report_folder
 from harness.study.plan import PLAN_FILE, SEARCH_SUMMARY_FILE, TUNED
 from harness.study.specs import REFERENCE
