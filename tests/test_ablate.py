@@ -176,7 +176,7 @@ def test_until_decided_runs_a_pilot_then_the_planned_seeds_and_reruns_train_noth
     out, err = process.communicate(timeout=900)
     assert process.returncode == 0, err
     plan = json.loads((tmp_path / "results" / "plan.json").read_text())
-    assert plan["design"] == {"pilot_seeds": 2, "max_seeds": 3}
+    assert plan["design"] == {"pilot_seeds": 2, "max_seeds": 3, "pooled": False}
     seeds = {arm["label"]: arm["seeds"] for arm in plan["arms"]}
     assert seeds["width_half"] in ([0, 1], [0, 1, 2])  # from the pilot's spread, capped at 3
     assert seeds["reference"] == seeds["width_half"]
