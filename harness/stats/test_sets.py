@@ -42,11 +42,8 @@ def paired_difference_interval_seeds_and_images(
     """Variant − reference accuracy, seeds paired by row and images by column, with an interval
     for new seeds and a new test set (both arms see the same images, so their shared difficulty
     cancels)."""
-    a = np.asarray(variant_correct, dtype=float)
-    b = np.asarray(reference_correct, dtype=float)
-    if a.shape != b.shape:
-        raise ValueError(f"paired correctness arrays differ in shape: {a.shape} vs {b.shape}")
-    return _crossed_mean_interval(_block_means(a - b, blocks, strata), confidence, strata)
+    differences = _paired_differences(variant_correct, reference_correct)
+    return _crossed_mean_interval(_block_means(differences, blocks, strata), confidence, strata)
 
 
 def test_set_floor(
@@ -60,19 +57,11 @@ def test_set_floor(
     however many seeds are trained: the test-image part, σ²_unit/N estimated as (MS_units −
     MS_residual)/(SN), at a normal quantile. An equivalence verdict needs |Δ| + floor < margin,
     a difference verdict |Δ| > floor, for new test sets of this size."""
-    y = _block_means(
-        np.asarray(variant_correct, dtype=float) - np.asarray(reference_correct, dtype=float),
-        blocks,
-        strata,
-    )
+    y = _block_means(_paired_differences(variant_correct, reference_correct), blocks, strata)
     n_seeds, n_units = y.shape
     if n_seeds < 2:
         return NAN
-    unit_means = y.mean(axis=0).reshape(strata, -1)
-    within = unit_means - unit_means.mean(axis=1, keepdims=True)
-    ms_units = n_seeds * float((within**2).sum()) / (n_units - strata)
-    residual = y - y.mean(axis=1, keepdims=True) - y.mean(axis=0, keepdims=True) + y.mean()
-    ms_residual = float((residual**2).sum()) / ((n_seeds - 1) * (n_units - 1))
+    _, ms_units, ms_residual = _mean_squares(y, strata)
     variance = max(ms_units - ms_residual, 0.0) / (n_seeds * n_units)
     return float(stats.norm.ppf((1 + confidence) / 2) * math.sqrt(variance))
 
@@ -108,14 +97,8 @@ def _crossed_mean_interval(y: np.ndarray, confidence: float, strata: int = 1) ->
     if n_seeds < 2 or n_units < 2:
         return Interval(float(y.mean()) if y.size else NAN, NAN, NAN)
     grand = float(y.mean())
-    seed_means, unit_means = y.mean(axis=1), y.mean(axis=0)
-    by_stratum = unit_means.reshape(strata, -1)
-    within = by_stratum - by_stratum.mean(axis=1, keepdims=True)
-    ms_seeds = n_units * seed_means.var(ddof=1)
-    ms_units = n_seeds * float((within**2).sum()) / (n_units - strata)
+    ms_seeds, ms_units, ms_residual = _mean_squares(y, strata)
     df_residual = (n_seeds - 1) * (n_units - 1)
-    residual = y - seed_means[:, None] - unit_means[None, :] + grand
-    ms_residual = float(np.einsum("ij,ij->", residual, residual)) / df_residual
     terms = np.array([ms_seeds, ms_units, -ms_residual]) / (n_seeds * n_units)
     dfs = np.array([n_seeds - 1, n_units - strata, df_residual], dtype=float)
     variance = float(terms.sum())
@@ -127,3 +110,27 @@ def _crossed_mean_interval(y: np.ndarray, confidence: float, strata: int = 1) ->
     df = variance**2 / float(np.sum(terms**2 / dfs))
     half = stats.t.ppf((1 + confidence) / 2, df) * math.sqrt(variance)
     return Interval(grand, float(grand - half), float(grand + half))
+
+
+def _mean_squares(y: np.ndarray, strata: int) -> tuple[float, float, float]:
+    """The two-way ANOVA mean squares of y[seeds, units]: seeds, units (within strata: the
+    units are drawn stratum by stratum, so differences between strata are no noise), and the
+    residual (the seed × unit interaction)."""
+    n_seeds, n_units = y.shape
+    seed_means, unit_means = y.mean(axis=1), y.mean(axis=0)
+    by_stratum = unit_means.reshape(strata, -1)
+    within = by_stratum - by_stratum.mean(axis=1, keepdims=True)
+    ms_seeds = n_units * float(seed_means.var(ddof=1))
+    ms_units = n_seeds * float((within**2).sum()) / (n_units - strata)
+    residual = y - seed_means[:, None] - unit_means[None, :] + y.mean()
+    ms_residual = float(np.einsum("ij,ij->", residual, residual)) / ((n_seeds - 1) * (n_units - 1))
+    return ms_seeds, ms_units, ms_residual
+
+
+def _paired_differences(variant_correct: np.ndarray, reference_correct: np.ndarray) -> np.ndarray:
+    """Variant − reference correctness, image by image and seed by seed."""
+    a = np.asarray(variant_correct, dtype=float)
+    b = np.asarray(reference_correct, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired correctness arrays differ in shape: {a.shape} vs {b.shape}")
+    return a - b
