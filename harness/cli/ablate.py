@@ -2,6 +2,7 @@
 
     python -m harness.ablate no_batchnorm            # 5 seeds of the variant and the reference
     python -m harness.ablate --all --until-decided   # seeds added until each verdict is decided
+    python -m harness.ablate --factorial             # every combination of the components
     python -m harness.ablate --list
 
 Runs already stored are not trained again, so an interrupted grid resumes where it stopped and a
@@ -18,6 +19,7 @@ from harness.report import writing
 from harness.report.folder import check_report_folder
 from harness.stats.design import MARGIN, MAX_SEEDS, PILOT_SEEDS
 from harness.study import runner
+from harness.study.factorial import DEFAULT_FACTORIAL, factorial_names, load_factorial
 from harness.study.grid import run_engine
 from harness.study.settings import StudySettings
 from harness.study.specs import DEFAULT_SEEDS, SpecError, every_spec, load_specs, spec_names
@@ -69,13 +71,25 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
         "each arm needs (Stein's two-stage design), at most --max-seeds",
     )
     parser.add_argument("--pilot-seeds", type=cli.positive_int, help=f"default {PILOT_SEEDS}")
-    parser.add_argument("--max-seeds", type=cli.positive_int, help=f"default {MAX_SEEDS}")
+    parser.add_argument(
+        "--max-seeds",
+        type=cli.positive_int,
+        help=f"default {MAX_SEEDS}; a factorial's: its spec's max_seeds replicates",
+    )
     parser.add_argument(
         "--pooled-pilot",
         action="store_true",
         default=None,
         help="with --until-decided: every arm's seeds from one spread pooled over the arms' "
         "pilots; fewer seeds where their spreads are alike, not exact where they differ (README)",
+    )
+    parser.add_argument(
+        "--factorial",
+        nargs="?",
+        const=DEFAULT_FACTORIAL,
+        metavar="SPEC",
+        help=f"train every cell of ablations/factorials/SPEC.toml (default {DEFAULT_FACTORIAL}); "
+        "the specs that are one of its cells are compared one at a time on the same runs",
     )
     cli.add_worker_args(parser)
     parser.add_argument("--reports-dir", help="where reports go (default: ./reports)")
@@ -101,6 +115,11 @@ def list_specs() -> None:
             print(f"{'(broken)':<20} {spec}")
         else:
             print(f"{spec.name:<20} {spec.description}")
+    for name in factorial_names():
+        try:
+            print(f"{'--factorial ' + name:<20} {load_factorial(name).description}")
+        except SpecError as error:
+            print(f"{'(broken)':<20} {error}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,9 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         list_specs()
         return 0
-    if args.all == bool(args.names):
-        parser.error("name one or more ablations, or pass --all")
-    specs = load_specs(spec_names() if args.all else args.names)  # all parse before training
+    if args.factorial and (args.all or args.names):
+        parser.error("--factorial runs the specs that are its cells: leave out NAME and --all")
+    if not args.factorial and args.all == bool(args.names):
+        parser.error("name one or more ablations, or pass --all (or --factorial)")
+    every = args.all or args.factorial
+    specs = load_specs(spec_names() if every else args.names)  # all parse before training
     if not specs:
         raise SpecError("no specs in ablations/")
 
@@ -134,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     return writing.finish(
         results_dir,
         reports_dir,
-        labels=[spec.name for spec in specs],
+        labels=[spec.name for spec in specs if spec.name in plan.arms],
         diverged_now=sum(r["status"] != "ok" for r in new),
     )
 

@@ -1,10 +1,11 @@
-"""The whole study end to end: the Optuna search, then the reference, every ablation and the
-tuned network across seeds in one grid of runs, then the reports. Resumable: stored runs and
+"""The whole study end to end: the Optuna search, then the factorial over the components (every
+combination of BatchNorm, dropout, weight decay, scheduler and width, each on the same seeds)
+and the tuned network in one grid of runs, then the reports. Resumable: stored runs and
 finished trials are kept, so an interrupted run continues where it stopped, and a completed one
 only refreshes the reports.
 
-    python run_all.py                   # the full study (5 seeds, 15 epochs, 40 trials)
-    python run_all.py --until-decided   # seeds per ablation from a 5-seed pilot's spread
+    python run_all.py                   # the full study (32 cells x 2 seeds, 40 trials)
+    python run_all.py --until-decided   # replicates of the factorial until its effects decide
     python run_all.py --quick           # a smoke version in results/quick and reports/quick
     python run_all.py --only report     # regenerate the reports from stored runs
 """
@@ -23,6 +24,7 @@ from harness.core.store import RunStore
 from harness.report import writing
 from harness.report.folder import check_report_folder
 from harness.study import runner
+from harness.study.factorial import DEFAULT_FACTORIAL
 from harness.study.grid import check_before_training, progress_counts, run_engine
 from harness.study.plan import check_saved_files, load_search_summary, tuned_arm
 from harness.study.runner import run_search
@@ -40,9 +42,9 @@ class Preset:
     retrain_seeds: int
 
 
-FULL = Preset(StudySettings(), SearchSettings(), DEFAULT_RETRAIN_SEEDS)
-QUICK = Preset(  # seeds 0-1, or with --until-decided a pilot of 2 and at most 3
-    StudySettings(seeds=2, epochs=2, pilot_seeds=2, max_seeds=3),
+FULL = Preset(StudySettings(factorial=DEFAULT_FACTORIAL), SearchSettings(), DEFAULT_RETRAIN_SEEDS)
+QUICK = Preset(  # the factorial on seed 0, or with --until-decided a pilot of 2 and at most 3
+    StudySettings(seeds=1, epochs=2, max_seeds=3, factorial=DEFAULT_FACTORIAL),
     SearchSettings(trials=6, epoch_cap=2),
     retrain_seeds=2,
 )

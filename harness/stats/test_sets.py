@@ -66,6 +66,46 @@ def test_set_floor(
     return float(stats.norm.ppf((1 + confidence) / 2) * math.sqrt(variance))
 
 
+def block_accuracies(
+    correct: np.ndarray, blocks: int = TEST_SET_BLOCKS, strata: int = TEST_SET_STRATA
+) -> np.ndarray:
+    """correct[runs, images] as each run's accuracy on each block of consecutive images."""
+    return _block_means(correct, blocks, strata)
+
+
+def linear_estimate_test_set_variance(
+    weights: np.ndarray,
+    block_accuracy: np.ndarray,
+    cells: np.ndarray,
+    strata: int = TEST_SET_STRATA,
+) -> tuple[float, float]:
+    """The test-image part of the variance of Σ_r w_r accuracy_r (a factorial's effect, a
+    contrast of cells), for a new test set drawn like this one, and its degrees of freedom.
+
+    The estimate on each block u, E_u = Σ_r w_r a[r, u], varies over blocks by the effect's
+    own variation over images (what a new test set redraws) plus the runs' seed × block noise,
+    Σ_r w_r² σ²_interaction(cell of r), which the seed part of the variance already holds. So
+    the image part is (s²_within strata(E_u) − Σ_r w_r² MS_residual(cell)) / N, the crossed
+    design's estimator of _crossed_mean_interval generalised from one mean to any contrast
+    (for a paired Δ the two agree). A cell with a single run borrows the other cells' mean
+    interaction; below zero the part is 0.
+    """
+    y = np.asarray(block_accuracy, dtype=float)
+    n_units = y.shape[1]
+    per_unit = np.asarray(weights, dtype=float) @ y
+    by_stratum = per_unit.reshape(strata, -1)
+    within = by_stratum - by_stratum.mean(axis=1, keepdims=True)
+    spread = float((within**2).sum()) / (n_units - strata)
+    interaction = {
+        cell: _mean_squares(y[cells == cell], strata)[2]
+        for cell in np.unique(cells)
+        if np.sum(cells == cell) >= 2
+    }
+    typical = float(np.mean(list(interaction.values()))) if interaction else 0.0
+    noise = sum(w**2 * interaction.get(c, typical) for w, c in zip(weights, cells, strict=True))
+    return max(spread - noise, 0.0) / n_units, float(n_units - strata)
+
+
 def _block_means(y: np.ndarray, blocks: int, strata: int) -> np.ndarray:
     """y[seeds, images] averaged over `blocks` runs of consecutive images, stratum by stratum
     (the first blocks/strata blocks make the first stratum)."""

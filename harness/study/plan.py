@@ -19,6 +19,7 @@ from harness import UserError
 from harness.core.config import Config, ConfigError, config_from_dict
 from harness.core.store import write_json_atomically
 from harness.stats.design import MARGIN
+from harness.study.factorial import Factorial
 from harness.study.specs import REFERENCE, Spec
 
 PLAN_FILE = "plan.json"
@@ -72,6 +73,7 @@ class Plan:
     margin: float = MARGIN
     design: Design | None = None
     search: dict[str, Any] = field(default_factory=dict)  # the search's settings, if one ran
+    factorial: Factorial | None = None  # its cells train on the reference's config, changed
 
     @property
     def reference(self) -> Arm:
@@ -95,6 +97,9 @@ class Plan:
                 f"its reference differs from this command's ({changes}): pass another "
                 "--results-dir for this study"
             )
+        factorial = self.factorial or older.factorial
+        if self.factorial and older.factorial and self.factorial.factors == older.factorial.factors:
+            factorial = self.factorial.with_seeds(self.factorial.seeds + older.factorial.seeds)
         arms = dict(older.arms)
         for label, arm in self.arms.items():
             if label in arms and arms[label].config == arm.config:
@@ -106,6 +111,7 @@ class Plan:
             arms=arms,
             design=self.design or older.design,
             search=self.search or older.search,
+            factorial=factorial,
         ).with_reference_seeds()
 
     def with_reference_seeds(self) -> Plan:
@@ -115,11 +121,26 @@ class Plan:
         return dataclasses.replace(self, arms={REFERENCE: reference, **others})
 
     def tasks(self) -> list[Task]:
-        """Every (arm, seed) run, the reference's first."""
+        """Every (arm, seed) run, the reference's first, then the factorial's cells by seed
+        (a cell that is also an arm trains once: the grid skips what is stored or queued)."""
         tasks = []
         for arm in self.arms.values():
             tasks += [Task(arm.label, arm.config, seed) for seed in arm.seeds]
+        for seed in self.factorial.seeds if self.factorial else ():
+            tasks += [Task(label, config, seed) for label, config in self.cells().items()]
         return tasks
+
+    def cells(self) -> dict[str, Config]:
+        """The factorial's cells, label → config, built on the reference's config."""
+        if self.factorial is None:
+            return {}
+        cells = self.factorial.cell_configs(self.reference.config)
+        return {label: config for label, (_, config) in cells.items()}
+
+    def with_arm_seeds(self, seeds: list[int]) -> Plan:
+        """Every arm on these seeds (a factorial's one-at-a-time arms follow its cells')."""
+        arms = {k: dataclasses.replace(a, seeds=tuple(seeds)) for k, a in self.arms.items()}
+        return dataclasses.replace(self, arms=arms).with_reference_seeds()
 
     def with_arm(self, arm: Arm) -> Plan:
         return dataclasses.replace(self, arms={**self.arms, arm.label: arm}).with_reference_seeds()
@@ -130,6 +151,7 @@ class Plan:
             "margin": self.margin,
             "design": dataclasses.asdict(self.design) if self.design else None,
             "search": self.search,
+            "factorial": self.factorial.to_dict() if self.factorial else None,
             "arms": [
                 {
                     "label": arm.label,
@@ -166,7 +188,11 @@ class Plan:
         if not 0 < margin < 1:
             raise ValueError(f"margin: expected a fraction between 0 and 1, got {margin}")
         search = _typed(data.get("search") or {}, dict, "search")
-        return cls(arms, _typed(data["engine"], str, "engine"), margin, design, search)
+        factorial = data.get("factorial")
+        if factorial is not None:
+            factorial = Factorial.from_dict(_typed(factorial, dict, "factorial"))
+        engine = _typed(data["engine"], str, "engine")
+        return cls(arms, engine, margin, design, search, factorial)
 
 
 T = TypeVar("T")

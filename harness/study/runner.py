@@ -6,12 +6,14 @@ saved with the results before anything trains.
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 from optuna.trial import TrialState
 from tqdm import tqdm
 
@@ -22,7 +24,9 @@ from harness.core.record import RunRecord
 from harness.core.store import RunKey, RunStore, write_json_atomically
 from harness.core.training import resolve_device
 from harness.stats import design
+from harness.stats.factorial import KINDS, effect_table
 from harness.study.executor import KilledWorker, Resources, cluster, worker_lost, worker_mnist
+from harness.study.factorial import factorial_runs
 from harness.study.grid import check_before_training, progress_counts, run_tasks
 from harness.study.plan import SEARCH_SUMMARY_FILE, TUNED, Plan, update_plan
 from harness.study.settings import SearchSettings
@@ -69,6 +73,8 @@ def planned_after_pilot(plan: Plan, records: list[RunRecord]) -> Plan:
     observed effect, which would bias the final test), capped by the design's max_seeds: the
     spread pooled over the planned ablations' pilots (one count for all), or each arm's own."""
     assert plan.design is not None
+    if plan.factorial is not None:
+        return replicates_after_pilot(plan, records)
     n0, max_seeds = plan.design.pilot_seeds, plan.design.max_seeds
     pilots = pilot_differences(plan, records)
     arms = dict(plan.arms)
@@ -84,6 +90,40 @@ def planned_after_pilot(plan: Plan, records: list[RunRecord]) -> Plan:
             )
         arms[label] = dataclasses.replace(arms[label], seeds=tuple(range(max(n, n0))))
     return dataclasses.replace(plan, arms=arms).with_reference_seeds()
+
+
+def replicates_after_pilot(plan: Plan, records: list[RunRecord]) -> Plan:
+    """The factorial's replicates from its pilot: the residual spread pools every cell, so the
+    pilot's standard error of the least precise main or simple effect, per replicate, plans as
+    a paired arm's spread would (design.planned_seeds, at the whole family's level and the
+    model's residual degrees of freedom), never from the effects themselves."""
+    assert plan.design is not None and plan.factorial is not None
+    n0 = plan.design.pilot_seeds
+    pilot = plan.factorial.with_seeds(range(n0))
+    frame = pd.DataFrame(
+        [
+            {
+                "config_hash": r["config_hash"],
+                "seed": r["seed"],
+                "engine": RunKey.of(r).engine,
+                "status": r["status"],
+                "test_accuracy": r["metrics"].get("test_accuracy", math.nan),
+            }
+            for r in records
+        ]
+    )
+    runs = factorial_runs(pilot, plan.reference.config, plan.engine, frame)
+    factors = [f.name for f in plan.factorial.factors]
+    n = plan.design.max_seeds
+    if len(runs) == len(pilot.cells()) * n0:  # a diverged cell: the cap, as for an arm
+        table = effect_table(runs, factors, plan.margin)
+        decided = table[table["kind"] != KINDS[1]]  # interactions are reported, not planned for
+        spread = float(decided["se_seeds"].max()) * math.sqrt(n0)
+        df = int(table["df_seeds"].iloc[0])
+        n = design.planned_seeds(spread, n0, plan.margin, n, family_size=len(table), df=df)
+    seeds = range(max(n, n0))
+    factorial = plan.factorial.with_seeds(seeds)
+    return dataclasses.replace(plan, factorial=factorial).with_arm_seeds(list(seeds))
 
 
 def pilot_differences(plan: Plan, records: list[RunRecord]) -> dict[str, list[float]]:

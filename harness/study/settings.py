@@ -12,6 +12,7 @@ from sqlalchemy.engine import URL
 
 from harness import UserError
 from harness.stats.design import MARGIN, MAX_SEEDS, PILOT_SEEDS
+from harness.study.factorial import load_factorial
 from harness.study.plan import Design, Plan, arm_from_spec
 from harness.study.specs import DEFAULT_SEEDS, REFERENCE, Spec, load_spec
 from harness.study.tuning import DEFAULT_EPOCH_CAP, DEFAULT_STUDY, SEARCH_SEED
@@ -31,8 +32,11 @@ class StudySettings:
     margin: float = MARGIN
     until_decided: bool = False
     pilot_seeds: int = PILOT_SEEDS
-    max_seeds: int = MAX_SEEDS
+    max_seeds: int | None = None  # None: MAX_SEEDS per arm, or the factorial spec's max_seeds
     pooled_pilot: bool = False  # one spread from all the arms' pilots (see Design)
+    # a factorial spec (ablations/factorials/NAME.toml): its cells on the seeds above (None:
+    # the spec's), with until_decided its replicates as the pilot, more as the pilot says
+    factorial: str | None = None
 
     def design(self) -> Design | None:
         """Seeds until decided, if asked for: the pilot's and the cap's seed counts."""
@@ -40,9 +44,10 @@ class StudySettings:
             return None
         if self.pilot_seeds < 2:
             raise UserError("--pilot-seeds: the pilot needs at least 2 seeds to measure spread")
-        if self.max_seeds < self.pilot_seeds:
+        max_seeds = self.max_seeds or MAX_SEEDS
+        if max_seeds < self.pilot_seeds:
             raise UserError("--max-seeds must be at least --pilot-seeds")
-        return Design(self.pilot_seeds, self.max_seeds, self.pooled_pilot)
+        return Design(self.pilot_seeds, max_seeds, self.pooled_pilot)
 
     def seeds_for(self, spec: Spec) -> list[int]:
         if self.until_decided:
@@ -52,12 +57,40 @@ class StudySettings:
         return list(range(self.seeds or spec.seeds))
 
     def plan(self, specs: list[Spec], engine: str) -> Plan:
-        """The arms asked for, the reference on every seed any of them uses."""
+        """The arms asked for, the reference on every seed any of them uses; with a factorial,
+        its cells, and of the specs those that are one of its cells, on the cells' seeds (so
+        the one-at-a-time comparisons are read off the factorial's runs)."""
+        if self.factorial:
+            return self.factorial_plan(specs, engine)
         design = self.design()
         arms = {REFERENCE: arm_from_spec(load_spec(REFERENCE), [], self.epochs)}
         for spec in specs:
             arms[spec.name] = arm_from_spec(spec, self.seeds_for(spec), self.epochs)
         return Plan(arms, engine, self.margin, design).with_reference_seeds()
+
+    def factorial_plan(self, specs: list[Spec], engine: str) -> Plan:
+        factorial = load_factorial(self.factorial)
+        pilot = len(factorial.seeds)
+        design = None
+        if self.until_decided:
+            if pilot < 2:
+                raise UserError("--until-decided: the factorial's pilot needs at least 2 seeds")
+            max_seeds = self.max_seeds or factorial.max_seeds
+            if max_seeds < pilot:
+                raise UserError(f"--max-seeds must be at least the factorial's {pilot} seeds")
+            design = Design(pilot, max_seeds)
+            seeds = list(range(pilot))
+        else:
+            seeds = list(self.seed_list or range(self.seeds or pilot))
+        factorial = factorial.with_seeds(seeds)
+        reference = arm_from_spec(load_spec(REFERENCE), seeds, self.epochs)
+        cells = {config for _, config in factorial.cell_configs(reference.config).values()}
+        arms = {REFERENCE: reference}
+        for spec in specs:
+            arm = arm_from_spec(spec, seeds, self.epochs)
+            if arm.config in cells and spec.name != REFERENCE:
+                arms[spec.name] = arm
+        return Plan(arms, engine, self.margin, design, factorial=factorial)
 
 
 @dataclass(frozen=True)

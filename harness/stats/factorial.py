@@ -1,0 +1,172 @@
+"""The analysis of a two-level factorial: a linear model fitted by statsmodels, its effects with
+intervals for new seeds and new test sets, and verdicts under one error budget.
+
+Each factor is coded −1 at the reference level and +1 at the other (effect coding), so an
+effect is a difference of accuracies, "changed − reference", as in the one-at-a-time tables:
+
+- main effect of A: 2β_A, the change averaged over every combination of the other factors;
+- interaction A×B: 2β_AB, half of (A's effect where B is changed − A's effect where B is not);
+- simple effect of A at the reference: 2(β_A − Σ_B β_AB), what changing A alone in the
+  reference recipe does (the one-at-a-time question), estimated from all runs.
+
+The model holds main effects, two-factor interactions and the seed as a block (every cell
+trains on the same seeds, which also fix the validation split). Interactions of three or more
+factors are pooled into error, the hierarchical-ordering principle (Box, Hunter & Hunter §5.12;
+Wu & Hamada): `pooling_test` checks that rule by an F test of the pooled terms against the
+replicates' pure error. Cells differ in spread (no-BatchNorm runs are noisier), so standard
+errors are HC3 (MacKinnon & White 1985), which hold under unequal variances.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+import statsmodels.formula.api as smf
+from scipy import stats
+from statsmodels.stats.anova import anova_lm
+
+from harness.stats.design import ALPHA, family_confidence, interval_verdict
+from harness.stats.test_sets import linear_estimate_test_set_variance
+
+KINDS = ("main effect", "interaction", "simple effect at the reference")
+
+
+@dataclass(frozen=True)
+class Effect:
+    kind: str
+    name: str
+    weights: dict[str, float]  # over the model's parameters: the estimate is weights · β
+
+
+def model_formula(factors: list[str], seeds: int) -> str:
+    """Main effects and two-factor interactions, plus the seed as a block where there are
+    several."""
+    terms = " + ".join(factors)
+    block = " + C(seed)" if seeds > 1 else ""
+    return f"accuracy ~ ({terms})**2{block}"
+
+
+def fit_factorial(runs: pd.DataFrame, factors: list[str]):
+    """statsmodels OLS of runs.accuracy on the coded factors (columns of ±1) with HC3 errors."""
+    formula = model_formula(factors, runs["seed"].nunique())
+    return smf.ols(formula, data=runs).fit(cov_type="HC3")
+
+
+def factorial_effects(factors: list[str]) -> list[Effect]:
+    """Main effects, two-factor interactions and simple effects at the reference, in that
+    order, as linear combinations of the model's parameters."""
+    effects = [Effect(KINDS[0], f, {f: 2.0}) for f in factors]
+    pairs = combinations(factors, 2)
+    effects += [Effect(KINDS[1], f"{a} × {b}", {f"{a}:{b}": 2.0}) for a, b in pairs]
+    for f in factors:
+        weights = {f: 2.0}
+        for g in factors:
+            if g != f:
+                weights[_interaction(f, g, factors)] = -2.0  # g at its reference level, −1
+        effects.append(Effect(KINDS[2], f, weights))
+    return effects
+
+
+def effect_table(
+    runs: pd.DataFrame,
+    factors: list[str],
+    margin: float,
+    block_accuracy: np.ndarray | None = None,
+    alpha: float = ALPHA,
+) -> pd.DataFrame:
+    """Every effect with its estimate and intervals at the family's level (Bonferroni over all
+    of them, so that one error budget covers every verdict and the printed interval is the one
+    the verdict used), and the unadjusted 95% one.
+
+    block_accuracy[run, unit] (runs in runs' order; units: blocks of consecutive test images,
+    harness.stats.test_sets) adds the test-image part: `low`/`high`/`verdict` are then for new
+    seeds and new test sets, `set_low`/`set_high`/`set_verdict` for this test set only. Without
+    it the two are the same.
+    """
+    fit = fit_factorial(runs, factors)
+    effects = factorial_effects(factors)
+    level = family_confidence(len(effects), alpha)
+    df_seeds = float(fit.df_resid)
+    rows = []
+    for effect in effects:
+        vector = np.array([effect.weights.get(name, 0.0) for name in fit.params.index])
+        estimate = float(vector @ fit.params.to_numpy())
+        seed_var = float(vector @ fit.cov_params().to_numpy() @ vector)
+        image_var, df_images = 0.0, math.inf
+        if block_accuracy is not None:
+            weights = vector @ fit.model.pinv_wexog  # the estimate as Σ_r w_r accuracy_r
+            image_var, df_images = linear_estimate_test_set_variance(
+                weights, block_accuracy, _cells(runs, factors)
+            )
+        total = seed_var + image_var
+        df = total**2 / (seed_var**2 / df_seeds + (image_var**2 / df_images if image_var else 0.0))
+        half = _t(level, df) * math.sqrt(total)
+        set_half = _t(level, df_seeds) * math.sqrt(seed_var)
+        low, high = estimate - half, estimate + half
+        set_low, set_high = estimate - set_half, estimate + set_half
+        rows.append(
+            {
+                "kind": effect.kind,
+                "effect": effect.name,
+                "estimate": estimate,
+                "se_seeds": math.sqrt(seed_var),
+                "se_images": math.sqrt(image_var),
+                "low": low,
+                "high": high,
+                "verdict": interval_verdict(low, high, margin),
+                "set_low": set_low,
+                "set_high": set_high,
+                "set_verdict": interval_verdict(set_low, set_high, margin),
+                "low_95": estimate - _t(0.95, df) * math.sqrt(total),
+                "high_95": estimate + _t(0.95, df) * math.sqrt(total),
+                "p": float(2 * stats.t.sf(abs(estimate) / math.sqrt(total), df)) if total else 0.0,
+                "level": level,
+                "df_seeds": df_seeds,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def anova_table(runs: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
+    """The model's type-II ANOVA with HC3-robust F tests (statsmodels' anova_lm)."""
+    return anova_lm(fit_factorial(runs, factors), typ=2, robust="hc3")
+
+
+def pooling_test(runs: pd.DataFrame, factors: list[str]) -> tuple[float, float, int]:
+    """F, p and degrees of freedom of the terms pooled into error (interactions of three or
+    more factors) against the saturated model's pure error between replicates; NaN without
+    replicates. A small p says a pooled term is real and the simple effects are biased."""
+    seeds = runs["seed"].nunique()
+    if seeds < 2:
+        return math.nan, math.nan, 0
+    reduced = smf.ols(model_formula(factors, seeds), data=runs).fit()
+    saturated = smf.ols(f"accuracy ~ {' * '.join(factors)} + C(seed)", data=runs).fit()
+    if saturated.df_resid < 1 or reduced.df_resid == saturated.df_resid:
+        return math.nan, math.nan, 0
+    test = anova_lm(reduced, saturated)
+    return float(test["F"].iloc[1]), float(test["Pr(>F)"].iloc[1]), int(test["df_diff"].iloc[1])
+
+
+def residuals(runs: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
+    """Fitted values and residuals, run by run, for the residual plot."""
+    fit = fit_factorial(runs, factors)
+    return runs.assign(fitted=fit.fittedvalues, residual=fit.resid)
+
+
+def _cells(runs: pd.DataFrame, factors: list[str]) -> np.ndarray:
+    """One integer per run naming its cell."""
+    return runs[factors].astype(str).agg(",".join, axis=1).factorize()[0]
+
+
+def _interaction(f: str, g: str, factors: list[str]) -> str:
+    """patsy names an interaction by its factors in formula order."""
+    a, b = sorted((f, g), key=factors.index)
+    return f"{a}:{b}"
+
+
+def _t(confidence: float, df: float) -> float:
+    return float(stats.t.ppf((1 + confidence) / 2, df))
