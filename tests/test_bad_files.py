@@ -192,8 +192,8 @@ def test_quick_until_decided_is_a_small_pilot(tmp_path):
     args = run_all.parse_args(["--quick", "--until-decided", "--results-dir", str(tmp_path)])
     study_settings, _, _ = run_all.settings_for(args)
     plan = study_settings.plan(load_specs(["no_dropout"]), "cpu1t")
-    assert (plan.design.pilot_seeds, plan.design.max_seeds) == (2, 3)
-    assert plan.arms["no_dropout"].seeds == (0, 1)
+    assert (plan.design.pilot_seeds, plan.design.max_seeds) == (2, 3)  # replicates of the cells
+    assert plan.arms["no_dropout"].seeds == plan.factorial.seeds == (0, 1)
 
 
 def test_workers_are_capped_by_available_memory(monkeypatch, capsys):

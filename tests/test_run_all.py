@@ -86,19 +86,25 @@ def test_quick_study_stops_mid_search_resumes_and_reruns_in_seconds(tmp_path, re
     assert second.returncode == 0, err
     store = RunStore(tmp_path / "results" / "quick")
     records = store.records()
-    assert {r["label"] for r in records} >= set(spec_names())
     data = load_study_data(tmp_path / "results" / "quick")
-    assert set(data.labels) == {*spec_names(), "tuned"}
-    assert all(len(data.ok_runs(label)) == 2 for label in data.labels)  # tuned included
-    assert all(arm.config.epochs == 2 for arm in data.plan.arms.values() if arm.label != "tuned")
-    # each distinct config stored once per seed (the tuned one may equal a variant's)
+    # the factorial's 32 cells on seed 0; the specs that are cells read off them, one at a time
+    assert set(data.labels) == {*spec_names()} - {"width_double"} | {"tuned"}
+    assert len(data.cell_runs()) == 32
+    runs = {label: len(data.ok_runs(label)) for label in data.labels}
+    assert runs == {label: 2 if label in ("tuned", "reference") else 1 for label in data.labels}
+    assert all(config.epochs == 2 for config in data.plan.cells().values())
+    # each distinct config stored once per seed (the tuned one may equal a cell's)
     configs = {arm.config.hash() for arm in data.plan.arms.values()}
+    configs |= {config.hash() for config in data.plan.cells().values()}
     assert len({(r["config_hash"], r["seed"]) for r in records}) == len(records)
     assert {r["config_hash"] for r in records} == configs
     assert not (tmp_path / "results" / "runs").exists()  # quick results kept apart
     reports = tmp_path / "reports" / "quick"
     for page in [
         "README.md",
+        "factorial.md",
+        "factorial_effects.csv",
+        "plots/factorial_interactions.png",
         "ablations.md",
         "per_digit.md",
         "claims.md",
@@ -106,6 +112,9 @@ def test_quick_study_stops_mid_search_resumes_and_reruns_in_seconds(tmp_path, re
         "variants/tuned.md",
     ]:
         assert (reports / page).exists(), page
+    index = (reports / "README.md").read_text()
+    assert index.index("## The factorial") < index.index("## Verdicts")  # the factorial first
+    assert "| batchnorm: on → off" in index
     tuned_line = next(line for line in out.splitlines() if line.startswith("| tuned"))
     assert any(v in tuned_line for v in ("better", "worse", "equivalent", "inconclusive"))
     assert "report:" in out

@@ -8,6 +8,7 @@ from harness import UserError
 from harness.cli import run_all
 from harness.core.config import Config
 from harness.stats import design
+from harness.study.factorial import DEFAULT_FACTORIAL
 from harness.study.plan import TUNED, Arm, Design, Plan, load_plan, save_plan, update_plan
 from harness.study.runner import planned_after_pilot
 from harness.study.settings import (
@@ -108,7 +109,8 @@ def test_merging_keeps_seeds_and_refuses_runs_that_would_not_compare(tmp_path):
 
 def test_run_all_settings_are_the_preset_with_what_the_command_line_gives(tmp_path):
     full = run_all.settings_for(run_all.parse_args(["--results-dir", str(tmp_path)]))
-    assert full == (StudySettings(), SearchSettings(), DEFAULT_RETRAIN_SEEDS)
+    default = StudySettings(factorial=DEFAULT_FACTORIAL)  # the factorial by default
+    assert full == (default, SearchSettings(), DEFAULT_RETRAIN_SEEDS)
     assert (full[1].trials, full[1].epoch_cap) == (DEFAULT_TRIALS, DEFAULT_EPOCH_CAP)
     args = run_all.parse_args(["--quick", "--seeds", "3", "--trials", "4", "--margin", "0.2"])
     study, search, retrain_seeds = run_all.settings_for(args)

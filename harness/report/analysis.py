@@ -21,6 +21,7 @@ from harness.core.config import Config
 from harness.core.model import build_model
 from harness.core.store import RunKey, RunStore
 from harness.stats import inference
+from harness.study.factorial import factorial_runs
 from harness.study.plan import Plan, load_plan, load_search_summary
 from harness.study.specs import REFERENCE
 
@@ -61,12 +62,23 @@ class StudyData:
     def labels_with_runs(self) -> list[str]:
         return [label for label in self.labels if len(self.ok_runs(label))]
 
+    def cell_runs(self) -> pd.DataFrame:
+        """The factorial's finished runs, one row per cell and seed (see factorial_runs;
+        `record` is the row in self.frame)."""
+        if self.plan is None or self.plan.factorial is None or self.frame.empty:
+            return pd.DataFrame()
+        plan = self.plan
+        return factorial_runs(plan.factorial, plan.reference.config, plan.engine, self.frame)
+
     def other_runs(self) -> pd.DataFrame:
-        """Stored runs that belong to no arm of the plan (e.g. `harness.train --set …`)."""
+        """Stored runs that belong to no arm and no cell of the plan (e.g. `harness.train`)."""
         if self.frame.empty:
             return self.frame
         used = pd.concat([self.runs(label) for label in self.labels] or [self.frame.iloc[:0]])
-        return self.frame[~self.frame["path"].isin(used["path"])].reset_index(drop=True)
+        paths = set(used["path"])
+        if len(cells := self.cell_runs()):
+            paths |= set(self.frame.loc[cells["record"], "path"])
+        return self.frame[~self.frame["path"].isin(paths)].reset_index(drop=True)
 
 
 def load_study_data(results_dir: Path) -> StudyData:
@@ -127,9 +139,12 @@ def first_lr_cuts(runs: pd.DataFrame) -> list[int]:
 
 
 def used_runs(data: StudyData) -> pd.DataFrame:
-    """Every run of every arm (diverged ones included) with its arm as `variant`: the report's
-    rows, one per arm and run (a config shared by two arms counts under both)."""
+    """Every run of every arm (diverged ones included) with its arm as `variant`, then the
+    factorial's with their cell: the report's rows, one per arm or cell and run (a config
+    shared by two arms, or an arm and a cell, counts under both)."""
     frames = [data.runs(label).assign(variant=label) for label in data.labels]
+    if len(cells := data.cell_runs()):
+        frames.append(data.frame.loc[cells["record"]].assign(variant=cells["cell"].to_numpy()))
     frames = [frame for frame in frames if len(frame)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
+from statsmodels.graphics.factorplots import interaction_plot  # noqa: E402
 
 PNG = {"metadata": {"Software": None}, "dpi": 110}
 LR_CUT_LABEL = "learning-rate cut after this epoch (one row per seed)"
@@ -164,5 +165,40 @@ def architecture_figure(label: str, layers: list[dict[str, Any]]) -> Figure:
     total = sum(layer["parameters"] for layer in layers)
     ax.set(xlim=(0, len(layers)), ylim=(-0.5, 0.5), title=f"{label}: {total:,} parameters")
     ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def interaction_figure(runs: pd.DataFrame, factors: list[str], levels: dict[str, tuple]) -> Figure:
+    """One panel per pair of factors: mean accuracy at each level of the first, a line per
+    level of the second (statsmodels' interaction_plot); parallel lines, no interaction."""
+    pairs = [(a, b) for i, a in enumerate(factors) for b in factors[i + 1 :]]
+    columns = 5
+    rows = -(-len(pairs) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.8 * rows), squeeze=False)
+    for ax, (a, b) in zip(axes.flat, pairs, strict=False):
+        trace = runs[b].map({-1: f"{b} {levels[b][0]}", 1: f"{b} {levels[b][1]}"})
+        x = runs[a].map({-1: levels[a][0], 1: levels[a][1]})
+        interaction_plot(x, trace, 100 * runs["accuracy"], ax=ax, markers=["o", "s"], ms=4)
+        ax.set(xlabel=a, ylabel="test accuracy (%)" if ax in axes[:, 0] else "")
+        ax.legend(fontsize=7, loc="lower left")
+    for ax in list(axes.flat)[len(pairs) :]:
+        ax.axis("off")
+    fig.suptitle("Cell means by pairs of factors (each point averages over the other factors)")
+    fig.tight_layout()
+    return fig
+
+
+def residuals_figure(runs: pd.DataFrame, colour_by: str) -> Figure:
+    """Residual against fitted value per run, coloured by one factor: a funnel or a curve
+    says the model misses something."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for level, marker in ((-1, "o"), (1, "s")):
+        chosen = runs[runs[colour_by] == level]
+        label = f"{colour_by} {'reference' if level < 0 else 'changed'}"
+        ax.plot(100 * chosen["fitted"], 100 * chosen["residual"], marker, ms=4, label=label)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(xlabel="fitted test accuracy (%)", ylabel="residual (pp)", title="Residuals")
+    ax.legend()
     fig.tight_layout()
     return fig

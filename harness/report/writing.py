@@ -32,6 +32,12 @@ from harness.report.analysis import (
 )
 from harness.report.claims import claims_rows
 from harness.report.comparisons import comparison_table
+from harness.report.factorial import (
+    FactorialAnalysis,
+    factorial_analysis,
+    factorial_page,
+    index_section,
+)
 from harness.report.folder import DATA, ReportFolder, check_report_folder
 from harness.study.plan import PLAN_FILE, SEARCH_SUMMARY_FILE, TUNED
 from harness.study.specs import REFERENCE
@@ -96,6 +102,7 @@ def write_reports(data: StudyData, out: Path, frame: pd.DataFrame | None = None)
     """Writes every page, plot, runs.csv and the data copy under out; returns the index's path.
     frame: comparison_table(data), if already computed."""
     frame = comparison_table(data) if frame is None else frame
+    factorial = factorial_analysis(data)
     finished = list(frame["variant"])
     digits = {label: per_digit_table(data, label) for label in finished}
     confusions = {label: summed_confusion(data, label) for label in finished}
@@ -103,7 +110,17 @@ def write_reports(data: StudyData, out: Path, frame: pd.DataFrame | None = None)
     with ReportFolder(out, data.results_dir) as folder:
         draw(data, frame, digits, confusions, layers, folder)
         reference_runs = len(data.ok_runs(REFERENCE))
-        sections = [
+        sections = []
+        if data.plan.factorial is not None:
+            _write(folder.path("factorial.md"), factorial_page(factorial, data))
+            sections.append(
+                ("Factorial: main effects, interactions, simple effects", "factorial.md")
+            )
+            if factorial is not None:
+                draw_factorial(factorial, folder)
+            if factorial is not None:
+                factorial.effects.to_csv(folder.path("factorial_effects.csv"), index=False)
+        sections += [
             ("Ablations: every number, training details, curves", "ablations.md"),
             ("Per-digit breakdown", "per_digit.md"),
             ("The write-up's claims, checked", "claims.md"),
@@ -127,7 +144,8 @@ def write_reports(data: StudyData, out: Path, frame: pd.DataFrame | None = None)
             ("Every run behind these tables (CSV)", "runs.csv"),
             ("The records and plan these pages were computed from", f"{DATA}/"),
         ]
-        _write(folder.path("README.md"), pages.index_page(data, frame, sections))
+        first = index_section(factorial, data.plan.margin)
+        _write(folder.path("README.md"), pages.index_page(data, frame, sections, first))
         folder.finish()
     return Path(out) / "README.md"
 
@@ -161,6 +179,14 @@ def draw(
         save(plots.architecture_figure(label, arm_layers), "architecture", label)
     if data.search is not None:
         save(plots.search_history_figure(data.search["trials"]), "search_history")
+
+
+def draw_factorial(analysis: FactorialAnalysis, folder: ReportFolder) -> None:
+    levels = {f.name: f.levels for f in analysis.factorial.factors}
+    figure = plots.interaction_figure(analysis.runs, analysis.factors, levels)
+    plots.save(figure, folder.path(pages.plot_file("factorial_interactions")))
+    figure = plots.residuals_figure(analysis.runs, analysis.factors[0])
+    plots.save(figure, folder.path(pages.plot_file("factorial_residuals")))
 
 
 def curve_series(data: StudyData, label: str) -> dict[str, Any]:

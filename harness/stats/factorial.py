@@ -29,7 +29,7 @@ import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.stats.anova import anova_lm
 
-from harness.stats.design import ALPHA, family_confidence, interval_verdict
+from harness.stats.design import ALPHA, family_confidence, interval_verdict, planned_seeds
 from harness.stats.test_sets import linear_estimate_test_set_variance
 
 KINDS = ("main effect", "interaction", "simple effect at the reference")
@@ -126,9 +126,28 @@ def effect_table(
                 "p": float(2 * stats.t.sf(abs(estimate) / math.sqrt(total), df)) if total else 0.0,
                 "level": level,
                 "df_seeds": df_seeds,
+                # the image part's half-width: what no number of seeds removes
+                "test_set_floor": _t(level, df_images) * math.sqrt(image_var),
             }
         )
     return pd.DataFrame(rows)
+
+
+def planned_replicates(
+    pilot: pd.DataFrame, factors: list[str], margin: float, max_seeds: int
+) -> int:
+    """Replicates (seeds per cell, the pilot's included) for seeds until decided: the residual
+    spread pools every cell, so the pilot's standard error of the least precise main or simple
+    effect, scaled to one replicate, plans as a paired arm's spread would
+    (design.planned_seeds: power to decide |Δ| = margin at the whole family's level, on the
+    model's residual degrees of freedom). Interactions are reported, not planned for; the
+    effects' sizes never enter (that would bias the final test)."""
+    n0 = pilot["seed"].nunique()
+    table = effect_table(pilot, factors, margin)
+    planned = table[table["kind"] != KINDS[1]]
+    spread = float(planned["se_seeds"].max()) * math.sqrt(n0)
+    df = int(table["df_seeds"].iloc[0])
+    return planned_seeds(spread, n0, margin, max_seeds, family_size=len(table), df=df)
 
 
 def anova_table(runs: pd.DataFrame, factors: list[str]) -> pd.DataFrame:

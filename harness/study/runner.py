@@ -24,7 +24,7 @@ from harness.core.record import RunRecord
 from harness.core.store import RunKey, RunStore, write_json_atomically
 from harness.core.training import resolve_device
 from harness.stats import design
-from harness.stats.factorial import KINDS, effect_table
+from harness.stats.factorial import planned_replicates
 from harness.study.executor import KilledWorker, Resources, cluster, worker_lost, worker_mnist
 from harness.study.factorial import factorial_runs
 from harness.study.grid import check_before_training, progress_counts, run_tasks
@@ -93,10 +93,8 @@ def planned_after_pilot(plan: Plan, records: list[RunRecord]) -> Plan:
 
 
 def replicates_after_pilot(plan: Plan, records: list[RunRecord]) -> Plan:
-    """The factorial's replicates from its pilot: the residual spread pools every cell, so the
-    pilot's standard error of the least precise main or simple effect, per replicate, plans as
-    a paired arm's spread would (design.planned_seeds, at the whole family's level and the
-    model's residual degrees of freedom), never from the effects themselves."""
+    """The factorial's replicates from its pilot (stats.factorial.planned_replicates), every
+    arm on the same seeds as the cells."""
     assert plan.design is not None and plan.factorial is not None
     n0 = plan.design.pilot_seeds
     pilot = plan.factorial.with_seeds(range(n0))
@@ -116,11 +114,7 @@ def replicates_after_pilot(plan: Plan, records: list[RunRecord]) -> Plan:
     factors = [f.name for f in plan.factorial.factors]
     n = plan.design.max_seeds
     if len(runs) == len(pilot.cells()) * n0:  # a diverged cell: the cap, as for an arm
-        table = effect_table(runs, factors, plan.margin)
-        decided = table[table["kind"] != KINDS[1]]  # interactions are reported, not planned for
-        spread = float(decided["se_seeds"].max()) * math.sqrt(n0)
-        df = int(table["df_seeds"].iloc[0])
-        n = design.planned_seeds(spread, n0, plan.margin, n, family_size=len(table), df=df)
+        n = planned_replicates(runs, factors, plan.margin, n)
     seeds = range(max(n, n0))
     factorial = plan.factorial.with_seeds(seeds)
     return dataclasses.replace(plan, factorial=factorial).with_arm_seeds(list(seeds))
