@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness import UserError
 from harness.core.config import Config
 from harness.stats import factorial as model
 from harness.stats import test_sets
 from harness.stats.design import MARGIN
 from harness.study.factorial import Factorial, load_factorial, parse_factorial
-from harness.study.plan import Plan
+from harness.study.plan import TUNED, Plan, as_replication
 from harness.study.settings import StudySettings
 from harness.study.specs import SpecError, load_specs, spec_names
 
@@ -245,3 +246,34 @@ def test_seeds_until_decided_plans_replicates_from_the_pilots_spread_and_keeps_i
     )
     assert p <= 0.05
     assert min(replicates) >= 2 and max(replicates) <= 6
+
+
+def test_a_replication_takes_new_seeds_after_every_used_one_and_is_kept_in_the_plan():
+    specs = load_specs(spec_names())
+    plan = StudySettings(factorial="components").plan(specs, "cpu1t")
+    saved = plan.with_arm(dataclasses.replace(plan.reference, label=TUNED, seeds=(0, 1, 2, 3, 4)))
+    again = as_replication(plan, saved, resume=False)
+    assert again.factorial.seeds == (5, 6) and again.replications == ((5, 6),)
+    assert TUNED not in again.arms and again.arms["no_batchnorm"].seeds == (5, 6)
+    merged = again.merged_into(saved)
+    assert merged.factorial.seeds == (0, 1, 5, 6) and merged.primary_seeds() == (0, 1)
+    assert Plan.from_dict(merged.to_dict()) == merged
+    # a second replication after both; an unfinished last one is resumed on its own seeds
+    assert as_replication(plan, merged, resume=False).factorial.seeds == (7, 8)
+    assert as_replication(plan, merged, resume=True).factorial.seeds == (5, 6)
+    with pytest.raises(UserError, match="no factorial study"):
+        as_replication(plan, None, resume=False)
+
+
+def test_replication_agreement_holds_0_for_one_truth_and_flags_a_shifted_one():
+    rng = np.random.default_rng(11)
+    primary = model.effect_table(synthetic_runs({"a": -0.002}, rng), FACTORS, MARGIN)
+    same = model.effect_table(synthetic_runs({"a": -0.002}, rng), FACTORS, MARGIN)
+    shifted = model.effect_table(synthetic_runs({"a": 0.002}, rng), FACTORS, MARGIN)
+    agreement = model.replication_agreement(primary, same)
+    assert agreement["consistent"].all()
+    assert agreement["difference"].iloc[0] == pytest.approx(
+        same["estimate"].iloc[0] - primary["estimate"].iloc[0]
+    )
+    flagged = model.replication_agreement(primary, shifted).set_index("effect")
+    assert not flagged["consistent"].iloc[0] and flagged["difference"].iloc[0] > 0

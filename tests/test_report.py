@@ -206,7 +206,7 @@ def test_verdicts(frame):
 
 def test_index_opens_with_the_verdict_table(out, frame, data):
     text = (out / "README.md").read_text()
-    assert text.index("## Verdicts") < text.index("## What was run, on what")
+    assert text.index("## One-at-a-time verdicts") < text.index("## What was run, on what")
     row = table_row(text, "no_batchnorm")
     # the interval beside the verdict is the family's: 1 - 0.05/3 for 3 ablations with runs
     d = np.array(NO_BN) - np.array(REF[:5])
@@ -449,7 +449,9 @@ def test_reference_alone_reports_without_comparisons(tmp_path):
         RunStore(tmp_path / "r").save(fake_record(REFERENCE, Config(), seed, REF[seed]))
     assert writing.finish(tmp_path / "r", tmp_path / "out") == 0
     text = (tmp_path / "out" / "README.md").read_text()
-    assert "Reference: **" in text and "over 2 seeds" in text and "## Verdicts" in text
+    assert (
+        "Reference: **" in text and "over 2 seeds" in text and "## One-at-a-time verdicts" in text
+    )
 
 
 def snapshot(folder):

@@ -25,7 +25,7 @@ from tests.helpers import (
 pytestmark = pytest.mark.slow
 
 
-def run_all(tmp_path: Path, **popen) -> subprocess.Popen:
+def run_all(tmp_path: Path, extra: tuple[str, ...] = (), **popen) -> subprocess.Popen:
     command = [
         sys.executable,
         "run_all.py",
@@ -34,6 +34,7 @@ def run_all(tmp_path: Path, **popen) -> subprocess.Popen:
         str(tmp_path / "results"),
         "--reports-dir",
         str(tmp_path / "reports"),
+        *extra,
     ]
     return subprocess.Popen(
         command,
@@ -113,7 +114,9 @@ def test_quick_study_stops_mid_search_resumes_and_reruns_in_seconds(tmp_path, re
     ]:
         assert (reports / page).exists(), page
     index = (reports / "README.md").read_text()
-    assert index.index("## The factorial") < index.index("## Verdicts")  # the factorial first
+    assert index.index("## The factorial") < index.index(
+        "## One-at-a-time verdicts"
+    )  # the factorial first
     assert "| batchnorm: on → off" in index
     tuned_line = next(line for line in out.splitlines() if line.startswith("| tuned"))
     assert any(v in tuned_line for v in ("better", "worse", "equivalent", "inconclusive"))
@@ -125,3 +128,12 @@ def test_quick_study_stops_mid_search_resumes_and_reruns_in_seconds(tmp_path, re
     assert third.returncode == 0, err
     assert time.perf_counter() - started < 90
     assert len(store.records()) == len(records)
+
+    # the study again on new seeds: seed 2 (0 and 1 are used), reported beside the primary
+    fourth = run_all(tmp_path, extra=["--replicate"])
+    _, err = fourth.communicate(timeout=600)
+    assert fourth.returncode == 0, err
+    plan = load_study_data(tmp_path / "results" / "quick").plan
+    assert plan.replications == ((2,),) and plan.primary_seeds() == (0,)
+    assert len(store.records()) == len(records) + 32  # the cells on seed 2, nothing else
+    assert "### Replication on seeds 2" in (reports / "README.md").read_text()

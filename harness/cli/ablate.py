@@ -91,6 +91,12 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
         help=f"train every cell of ablations/factorials/SPEC.toml (default {DEFAULT_FACTORIAL}); "
         "the specs that are one of its cells are compared one at a time on the same runs",
     )
+    parser.add_argument(
+        "--replicate",
+        action="store_true",
+        help="train the saved factorial study again on new seeds, disjoint from every seed it "
+        "used, and report the replication beside the primary study (rerun to resume it)",
+    )
     cli.add_worker_args(parser)
     parser.add_argument("--reports-dir", help="where reports go (default: ./reports)")
 
@@ -99,10 +105,15 @@ def study_settings(args: argparse.Namespace, preset: StudySettings | None = None
     """The preset (run_all's, else the defaults) with the values given on the command line."""
     if args.until_decided and (args.seeds or args.seed_list):
         raise cli.UserError("--until-decided chooses the seeds: leave out --seeds/--seed-list")
+    if args.replicate and (args.seeds or args.seed_list or args.until_decided):
+        raise cli.UserError(
+            "--replicate takes as many new seeds as the primary study used: leave out "
+            "--seeds/--seed-list/--until-decided"
+        )
     given = {
         field.name: getattr(args, field.name)
         for field in dataclasses.fields(StudySettings)
-        if getattr(args, field.name) is not None
+        if getattr(args, field.name, None) is not None
     }
     if "seed_list" in given:
         given["seed_list"] = tuple(given["seed_list"])
@@ -138,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         list_specs()
         return 0
+    if args.replicate and not args.factorial:
+        parser.error("--replicate repeats a factorial study: pass --factorial too")
     if args.factorial and (args.all or args.names):
         parser.error("--factorial runs the specs that are its cells: leave out NAME and --all")
     if not args.factorial and args.all == bool(args.names):
@@ -152,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     reports_dir = writing.resolve_reports_dir(args.reports_dir)
     check_report_folder(reports_dir, results_dir)
     plan = study_settings(args).plan(specs, run_engine(resources))
+    if args.replicate:
+        plan = runner.replication(plan, results_dir, resources)
     new = runner.run(plan, results_dir, resources, "ablations")
     return writing.finish(
         results_dir,

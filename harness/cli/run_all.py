@@ -6,6 +6,7 @@ only refreshes the reports.
 
     python run_all.py                   # the full study (32 cells x 2 seeds, 40 trials)
     python run_all.py --until-decided   # replicates of the factorial until its effects decide
+    python run_all.py --replicate       # the study again on new seeds, reported beside it
     python run_all.py --quick           # a smoke version in results/quick and reports/quick
     python run_all.py --only report     # regenerate the reports from stored runs
 """
@@ -105,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     store = RunStore(results_dir)
     check_before_training(store, resources)
     plan = study_settings.plan(specs, run_engine(resources))
+    if args.replicate:
+        plan = runner.replication(plan, results_dir, resources)
     if "ablations" not in stages:
         plan = dataclasses.replace(plan, arms={"reference": plan.reference})
     with tqdm(desc="study", unit="step", dynamic_ncols=True) as bar:

@@ -13,15 +13,28 @@ from harness.stats import factorial as model
 from harness.stats.test_sets import TEST_SET_BLOCKS, block_accuracies
 from harness.study.factorial import Factorial
 
+SHORT = dict(zip(model.KINDS, ("main", "interaction", "simple, at the reference"), strict=True))
+
+
+@dataclass(frozen=True)
+class Replication:
+    seeds: tuple[int, ...]
+    effects: pd.DataFrame  # effect_table on these seeds alone
+    agreement: pd.DataFrame  # replication_agreement with the primary study
+
 
 @dataclass(frozen=True)
 class FactorialAnalysis:
-    factorial: Factorial
+    """The primary study's analysis (its seeds only), each finished replication's beside it,
+    and the pooled one over all of them."""
+
+    factorial: Factorial  # with the primary study's seeds
     runs: pd.DataFrame  # one row per run: cell, coded factors, seed, accuracy, fitted, residual
     effects: pd.DataFrame  # harness.stats.factorial.effect_table
     anova: pd.DataFrame
     pooling: tuple[float, float, int]  # F, p, df of the terms pooled into error
-    expected_runs: int
+    replications: list[Replication]
+    pooled: pd.DataFrame | None  # effect_table over every seed, where there are replications
 
     @property
     def factors(self) -> list[str]:
@@ -34,20 +47,38 @@ def factorial_analysis(data: StudyData) -> FactorialAnalysis | None:
     plan = data.plan
     if plan is None or plan.factorial is None:
         return None
-    runs = data.cell_runs()
-    expected = len(plan.factorial.cells()) * len(plan.factorial.seeds)
+    every = data.cell_runs()
     factors = [f.name for f in plan.factorial.factors]
-    if len(runs) < expected:
+    cells = len(plan.factorial.cells())
+
+    def effects_on(seeds: tuple[int, ...]) -> pd.DataFrame | None:
+        runs = every[every["seed"].isin(seeds)] if len(every) else every
+        if len(runs) < cells * len(seeds):  # balanced or nothing
+            return None
+        blocks = block_accuracies(correct_matrix(data.frame.loc[runs["record"]]))
+        return model.effect_table(runs.reset_index(drop=True), factors, plan.margin, blocks)
+
+    primary_seeds = plan.primary_seeds()
+    effects = effects_on(primary_seeds)
+    if effects is None:
         return None
-    blocks = block_accuracies(correct_matrix(data.frame.loc[runs["record"]]))
-    effects = model.effect_table(runs, factors, plan.margin, blocks)
+    runs = every[every["seed"].isin(primary_seeds)].reset_index(drop=True)
+    replications = []
+    for seeds in plan.replications:
+        if (replicated := effects_on(seeds)) is not None:
+            agreement = model.replication_agreement(effects, replicated)
+            replications.append(Replication(seeds, replicated, agreement))
+    pooled = None
+    if replications:
+        pooled = effects_on(primary_seeds + tuple(s for r in replications for s in r.seeds))
     return FactorialAnalysis(
-        plan.factorial,
+        plan.factorial.with_seeds(primary_seeds),
         model.residuals(runs, factors),
         effects,
         model.anova_table(runs, factors),
         model.pooling_test(runs, factors),
-        expected,
+        replications,
+        pooled,
     )
 
 
@@ -76,16 +107,76 @@ def effect_rows(analysis: FactorialAnalysis, kind: str) -> list[dict]:
     return rows
 
 
+def replication_rows(analysis: FactorialAnalysis, replication: Replication, kinds) -> list[dict]:
+    """Primary, replication, their difference and the pooled estimate, effect by effect."""
+    rows = []
+    pooled = analysis.pooled
+    for i, row in analysis.effects.iterrows():
+        if row["kind"] not in kinds:
+            continue
+        again, agree = replication.effects.loc[i], replication.agreement.loc[i]
+        cells = {
+            "effect": f"{change(analysis.factorial, row['effect'])} ({SHORT[row['kind']]})",
+            "primary": _estimate(row),
+            f"replication (seeds {_seeds(replication.seeds)})": _estimate(again),
+            "difference [family CI]": f"{points(agree['difference'])} "
+            f"{interval((agree['low'], agree['high']), points)} "
+            + ("consistent" if agree["consistent"] else "**differ**"),
+        }
+        if pooled is not None:
+            cells["pooled, all seeds"] = _estimate(pooled.loc[i])
+        rows.append(cells)
+    return rows
+
+
+def replication_section(analysis: FactorialAnalysis, kinds) -> list[str]:
+    parts = []
+    for replication in analysis.replications:
+        agreement = replication.agreement[replication.agreement["kind"].isin(kinds)]
+        same, consistent = int(agreement["same_verdict"].sum()), int(agreement["consistent"].sum())
+        parts += [
+            f"### Replication on seeds {_seeds(replication.seeds)}",
+            f"The same {len(analysis.factorial.cells())} cells on new seeds, disjoint from every "
+            f"seed the primary study used. Verdicts agree on {same} "
+            f"of {len(agreement)} effects; the replication's estimate is consistent with the "
+            f"primary's (their difference's interval, at the family's level and on this test "
+            f"set, which both share, holds 0) for {consistent} of "
+            f"{len(agreement)}. The pooled column is the model fitted to every seed, the "
+            "study's best estimate; the primary is the analysis the plan named first.",
+            table(replication_rows(analysis, replication, kinds)),
+        ]
+    return parts
+
+
+def _estimate(row) -> str:
+    """ "−0.12 [−0.20, −0.04] **worse**": Δ, its family interval for new seeds and test sets
+    and the verdict read off it."""
+    bounds = interval((row["low"], row["high"]), points)
+    return f"{points(row['estimate'])} {bounds} {bold_verdict(row['verdict'])}"
+
+
+def _seeds(seeds: tuple[int, ...]) -> str:
+    consecutive = list(seeds) == list(range(seeds[0], seeds[-1] + 1))
+    return (
+        f"{seeds[0]}–{seeds[-1]}" if consecutive and len(seeds) > 2 else ", ".join(map(str, seeds))
+    )
+
+
 def design_line(analysis: FactorialAnalysis) -> str:
     f = analysis.factorial
     k, cells, seeds = len(f.factors), len(f.cells()), len(f.seeds)
     shape = f"2^{k}"
     if f.resolution is not None:
         shape = f"2^({k}−{k - cells.bit_length() + 1}) fraction of resolution {f.resolution},"
-    return (
+    line = (
         f"A {shape} factorial over {', '.join(analysis.factors)}: {cells} cells × {seeds} "
-        f"seeds = {len(analysis.runs)} runs, every cell on the same seeds."
+        f"seed{'s' if seeds > 1 else ''} ({_seeds(f.seeds)}) = {len(analysis.runs)} runs, every "
+        "cell on the same seeds."
     )
+    if analysis.replications:
+        again = [f"seeds {_seeds(r.seeds)}" for r in analysis.replications]
+        line += f" Primary study; replicated on {', '.join(again)} (below)."
+    return line
 
 
 def index_section(analysis: FactorialAnalysis | None, margin: float) -> list[str]:
@@ -106,6 +197,7 @@ def index_section(analysis: FactorialAnalysis | None, margin: float) -> list[str
         "**Simple effects at the reference** (changing one factor in the reference recipe, "
         "estimated from all runs through the model):",
         table(effect_rows(analysis, model.KINDS[2])),
+        *replication_section(analysis, (model.KINDS[0], model.KINDS[2])),
     ]
 
 
@@ -117,7 +209,7 @@ def factorial_page(analysis: FactorialAnalysis | None, data: StudyData) -> str:
             [
                 "# Factorial",
                 f"{len(data.cell_runs())} of {expected} cell runs finished: the analysis waits for "
-                "every cell on every seed (rerun the command to finish them).",
+                "every cell on every seed of the primary study (rerun the command to finish).",
             ]
         )
     f_stat, p, df = analysis.pooling
@@ -141,6 +233,11 @@ def factorial_page(analysis: FactorialAnalysis | None, data: StudyData) -> str:
             "Half of (A's effect where B is changed − A's effect where B is at the reference).",
             table(effect_rows(analysis, model.KINDS[1])),
             f"![interactions]({plot_file('factorial_interactions')})",
+            *(
+                ["## Replications", *replication_section(analysis, model.KINDS)]
+                if analysis.replications
+                else []
+            ),
             "## How these numbers were computed",
             f"- Model: statsmodels OLS, `{formula}`, factors coded −1 at the reference level "
             "and +1 at the other, an effect = 2β. Standard errors HC3 (they hold when cells "

@@ -119,7 +119,7 @@ def verdict_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
     level = 100 * (1 - design.ALPHA / max(tested, 1))
     tuned = frame[frame["variant"] == TUNED]
     parts = [
-        "## Verdicts",
+        "## One-at-a-time verdicts",
         reference_line(frame),
         f"Planned ablations, each paired with the reference on the seeds both finished; one "
         f"error budget (α = 0.05) over the {tested} verdicts; equivalence margin "

@@ -133,6 +133,28 @@ def effect_table(
     return pd.DataFrame(rows)
 
 
+def replication_agreement(primary: pd.DataFrame, replication: pd.DataFrame) -> pd.DataFrame:
+    """Per effect, replication − primary (two effect_tables of one design on disjoint seeds)
+    with an interval at the family's level: both studies see the same test set, so only their
+    seed parts are independent and the difference's variance is the sum of those. `consistent`:
+    the interval holds 0, i.e. the replication does not contradict the primary study."""
+    difference = replication["estimate"] - primary["estimate"]
+    se = np.sqrt(primary["se_seeds"] ** 2 + replication["se_seeds"] ** 2)
+    df = primary["df_seeds"] + replication["df_seeds"]
+    half = stats.t.ppf((1 + primary["level"]) / 2, df) * se
+    return pd.DataFrame(
+        {
+            "kind": primary["kind"],
+            "effect": primary["effect"],
+            "difference": difference,
+            "low": difference - half,
+            "high": difference + half,
+            "consistent": (difference - half <= 0) & (difference + half >= 0),
+            "same_verdict": primary["verdict"] == replication["verdict"],
+        }
+    )
+
+
 def planned_replicates(
     pilot: pd.DataFrame, factors: list[str], margin: float, max_seeds: int
 ) -> int:

@@ -74,10 +74,19 @@ class Plan:
     design: Design | None = None
     search: dict[str, Any] = field(default_factory=dict)  # the search's settings, if one ran
     factorial: Factorial | None = None  # its cells train on the reference's config, changed
+    # the factorial's seeds that each later study on new seeds (--replicate) added; the rest
+    # are the primary study's
+    replications: tuple[tuple[int, ...], ...] = ()
 
     @property
     def reference(self) -> Arm:
         return self.arms[REFERENCE]
+
+    def primary_seeds(self) -> tuple[int, ...]:
+        """The factorial's seeds that no replication added: the primary analysis's."""
+        replicated = {seed for seeds in self.replications for seed in seeds}
+        factorial_seeds = self.factorial.seeds if self.factorial else ()
+        return tuple(seed for seed in factorial_seeds if seed not in replicated)
 
     def merged_into(self, older: Plan | None) -> Plan:
         """This plan's arms over an older plan's: an arm of the same config keeps every seed
@@ -112,6 +121,8 @@ class Plan:
             design=self.design or older.design,
             search=self.search or older.search,
             factorial=factorial,
+            replications=older.replications
+            + tuple(r for r in self.replications if r not in older.replications),
         ).with_reference_seeds()
 
     def with_reference_seeds(self) -> Plan:
@@ -152,6 +163,7 @@ class Plan:
             "design": dataclasses.asdict(self.design) if self.design else None,
             "search": self.search,
             "factorial": self.factorial.to_dict() if self.factorial else None,
+            "replications": [list(seeds) for seeds in self.replications],
             "arms": [
                 {
                     "label": arm.label,
@@ -192,7 +204,12 @@ class Plan:
         if factorial is not None:
             factorial = Factorial.from_dict(_typed(factorial, dict, "factorial"))
         engine = _typed(data["engine"], str, "engine")
-        return cls(arms, engine, margin, design, search, factorial)
+        replications = []
+        for seeds in _typed(data.get("replications", []), list, "replications"):
+            if not all(type(s) is int and s >= 0 for s in _typed(seeds, list, "replication")):
+                raise ValueError(f"replications: expected lists of seeds ≥ 0, got {seeds!r:.60}")
+            replications.append(tuple(seeds))
+        return cls(arms, engine, margin, design, search, factorial, tuple(replications))
 
 
 T = TypeVar("T")
@@ -214,6 +231,33 @@ def read_json_file(path: Path, what: str, parse: Callable[[Any], T], remedy: str
         raise PlanError(f"{path}: not a readable {what} ({why}); {remedy}") from None
     except OSError as error:
         raise PlanError(f"{path}: cannot read it ({error.strerror})") from None
+
+
+def as_replication(plan: Plan, saved: Plan | None, resume: bool) -> Plan:
+    """The saved factorial study again on new seeds, as many as its primary used and after
+    every seed it used (so no run is shared), its arms (not the tuned one) following the cells;
+    resume: the last replication is unfinished, so its seeds again."""
+    if saved is None or saved.factorial is None or plan.factorial is None:
+        raise PlanError("--replicate: no factorial study in the results folder to replicate yet")
+    if resume and saved.replications:
+        seeds = saved.replications[-1]
+    else:
+        used = {s for arm in saved.arms.values() for s in arm.seeds} | set(saved.factorial.seeds)
+        start = max(used) + 1
+        seeds = tuple(range(start, start + len(saved.primary_seeds())))
+    arms = {
+        label: dataclasses.replace(arm, seeds=seeds)
+        for label, arm in plan.arms.items()
+        if label != TUNED
+    }
+    replications = saved.replications + (() if seeds in saved.replications else (seeds,))
+    return dataclasses.replace(
+        plan,
+        arms=arms,
+        factorial=plan.factorial.with_seeds(seeds),
+        design=None,
+        replications=replications,
+    )
 
 
 def arm_from_spec(spec: Spec, seeds: list[int], epochs: int | None = None) -> Arm:

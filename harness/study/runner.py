@@ -28,7 +28,14 @@ from harness.stats.factorial import planned_replicates
 from harness.study.executor import KilledWorker, Resources, cluster, worker_lost, worker_mnist
 from harness.study.factorial import factorial_runs
 from harness.study.grid import check_before_training, progress_counts, run_tasks
-from harness.study.plan import SEARCH_SUMMARY_FILE, TUNED, Plan, update_plan
+from harness.study.plan import (
+    SEARCH_SUMMARY_FILE,
+    TUNED,
+    Plan,
+    as_replication,
+    load_plan,
+    update_plan,
+)
 from harness.study.settings import SearchSettings
 from harness.study.specs import REFERENCE
 from harness.study.tuning import (
@@ -66,6 +73,18 @@ def run(
         return new + run_tasks(tasks, store, resources, bar)
     with tqdm(total=total, initial=done, desc=description, unit="run", dynamic_ncols=True) as own:
         return new + run_tasks(tasks, store, resources, own)
+
+
+def replication(plan: Plan, results_dir: Path, resources: Resources) -> Plan:
+    """--replicate: the saved factorial study again on new seeds (plan.as_replication), or its
+    last replication again where that one is unfinished (an interrupted one resumes)."""
+    saved = load_plan(results_dir)
+    if saved is not None and saved.replications:
+        last = as_replication(plan, saved, resume=True)
+        total, done = progress_counts(last.tasks(), RunStore(results_dir), resources)
+        if done < total:
+            return last
+    return as_replication(plan, saved, resume=False)
 
 
 def planned_after_pilot(plan: Plan, records: list[RunRecord]) -> Plan:
