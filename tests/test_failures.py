@@ -67,6 +67,34 @@ def test_until_decided_needs_two_pilot_seeds():
         ablate.main(["reference", "--until-decided", "--pilot-seeds", "1"])
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--replicate", "--all"], "pass --factorial too"),
+        (["--factorial", "--all"], "leave out NAME and --all"),
+        (["no_dropout", "--factorial"], "leave out NAME and --all"),
+    ],
+)
+def test_factorial_options_that_do_not_go_together_are_refused(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        ablate.main(args)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_replication_needs_a_factorial_study_and_takes_its_own_seeds(tmp_path):
+    with pytest.raises(ablate.cli.UserError, match="no factorial study"):
+        ablate.main(["--factorial", "--replicate", "--results-dir", str(tmp_path)])
+    with pytest.raises(ablate.cli.UserError, match="leave out --seeds"):
+        ablate.main(["--factorial", "--replicate", "--seeds", "3", "--results-dir", str(tmp_path)])
+
+
+def test_an_unknown_factorial_is_one_line_before_training(tmp_path):
+    line = one_line_error(
+        "-m", "harness.ablate", "--factorial", "nope", "--results-dir", str(tmp_path)
+    )
+    assert "unknown factorial 'nope'" in line and "components" in line
+
+
 @pytest.mark.parametrize("args", [["--trials", "0"], ["--epochs", "0"], ["--retrain-seeds", "-1"]])
 def test_out_of_range_numbers_are_refused_by_search(args):
     with pytest.raises(SystemExit) as exit_:

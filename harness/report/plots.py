@@ -177,9 +177,10 @@ def interaction_figure(runs: pd.DataFrame, factors: list[str], levels: dict[str,
     rows = -(-len(pairs) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.8 * rows), squeeze=False)
     for ax, (a, b) in zip(axes.flat, pairs, strict=False):
+        # x coded −1 / +1, so the reference level is on the left whatever its name
         trace = runs[b].map({-1: f"{b} {levels[b][0]}", 1: f"{b} {levels[b][1]}"})
-        x = runs[a].map({-1: levels[a][0], 1: levels[a][1]})
-        interaction_plot(x, trace, 100 * runs["accuracy"], ax=ax, markers=["o", "s"], ms=4)
+        interaction_plot(runs[a], trace, 100 * runs["accuracy"], ax=ax, markers=["o", "s"], ms=4)
+        ax.set_xticks([-1, 1], levels[a])
         ax.set(xlabel=a, ylabel="test accuracy (%)" if ax in axes[:, 0] else "")
         ax.legend(fontsize=7, loc="lower left")
     for ax in list(axes.flat)[len(pairs) :]:
