@@ -23,6 +23,13 @@ from harness.study.specs import SpecError, load_specs, spec_names
 
 FACTORS = ["a", "b", "c", "d", "e"]
 SIMULATED_STUDIES = 1000
+FIVE_FACTORS = {
+    "a": {"on": {}, "off": {"batchnorm": False}},
+    "b": {"on": {}, "off": {"weight_decay": 0.0}},
+    "c": {"on": {}, "off": {"scheduler": "none"}},
+    "d": {"on": {}, "off": {"lr": 2e-3}},
+    "e": {"on": {}, "off": {"batch_size": 64}},
+}
 
 
 def synthetic_runs(effects: dict[str, float], rng: np.random.Generator, seeds: int = 2):
@@ -105,6 +112,43 @@ def test_a_half_fraction_holds_the_reference_and_keeps_two_factor_interactions_a
             },
             "resolution",
         ),
+        (
+            {
+                "description": "x",
+                "resolution": 4,
+                "factors": FIVE_FACTORS,
+            },
+            "aliases",
+        ),
+        (
+            {
+                "description": "x",
+                "factors": {
+                    "weight-decay": {"on": {}, "off": {"epochs": 2}},
+                    "b": {"x": {}, "y": {"epochs": 3}},
+                },
+            },
+            "identifier",
+        ),
+        (
+            {
+                "description": "x",
+                "factors": {
+                    "seed": {"on": {}, "off": {"epochs": 2}},
+                    "b": {"x": {}, "y": {"epochs": 3}},
+                },
+            },
+            "identifier",
+        ),
+        (
+            {
+                "description": "x",
+                "seeds": 1,
+                "resolution": 5,
+                "factors": FIVE_FACTORS,
+            },
+            "no error",
+        ),
     ],
 )
 def test_a_broken_factorial_spec_is_one_line_naming_the_problem(table, message):
@@ -183,22 +227,25 @@ def test_simulated_error_rates_and_coverage_of_the_family_under_unequal_cell_var
     assert results["coverage of 95% intervals"][0] >= 0.93
 
 
-def test_the_image_part_of_a_contrast_is_the_crossed_designs_for_a_paired_difference():
-    """Two cells of n runs each and the contrast mean(cell 1) − mean(cell 0): the image part
-    equals the crossed estimator's σ²_unit/N for the differences, up to the pairing of seeds
-    (here none: independent runs), checked on random data against the formula itself."""
+def test_the_image_part_of_a_contrast_is_the_paired_crossed_designs_for_two_cells():
+    """Two cells on the same n seeds and the contrast mean(cell 1) − mean(cell 0): the image
+    part is the crossed design's (MS_units − MS_residual)/(SN) of the paired differences, as
+    test_set_floor takes it, so runs that share a seed may be correlated (here strongly)."""
     rng = np.random.default_rng(3)
     n, units = 4, 20
-    blocks = rng.normal(0.98, 0.01, (2 * n, units)) + rng.normal(0, 0.01, units)
-    cells = np.repeat([0, 1], n)
-    weights = np.where(cells == 1, 1 / n, -1 / n)
-    variance, df = test_sets.linear_estimate_test_set_variance(weights, blocks, cells)
-    per_unit = weights @ blocks
-    within = per_unit.reshape(2, -1) - per_unit.reshape(2, -1).mean(axis=1, keepdims=True)
-    interaction = [test_sets._mean_squares(blocks[cells == c], 2)[2] for c in (0, 1)]
-    expected = (within**2).sum() / (units - 2) - sum(interaction) / n
-    assert variance == pytest.approx(max(expected, 0) / units)
+    shared = rng.normal(0, 0.01, (n, units))  # what a seed does on a block, in both cells
+    cell_effect = rng.normal(0, 0.004, units)  # the contrast's own variation over blocks
+    noise = rng.normal(0, 0.001, (2 * n, units))
+    blocks = np.vstack([0.98 + shared, 0.98 + shared + cell_effect]) + noise
+    seeds = np.tile(np.arange(n), 2)
+    weights = np.repeat([-1 / n, 1 / n], n)
+    variance, df = test_sets.linear_estimate_test_set_variance(weights, blocks, seeds)
+    differences = blocks[n:] - blocks[:n]
+    _, ms_units, ms_residual = test_sets._mean_squares(differences, 2)
+    assert variance == pytest.approx((ms_units - ms_residual) / (n * units))
     assert df == units - 2
+    # the contrast's variation over blocks comes through: σ² 0.004² / 20 units, roughly
+    assert 0.3 < variance / (0.004**2 / units) < 3
 
 
 def test_factorial_from_a_damaged_plan_is_a_value_error():

@@ -82,6 +82,22 @@ def factorial_analysis(data: StudyData) -> FactorialAnalysis | None:
     )
 
 
+def diverged_cell_runs(data: StudyData) -> int:
+    """Stored runs of the factorial's cells on its seeds that diverged."""
+    plan = data.plan
+    hashes = {config.hash() for config in plan.cells().values()}
+    frame = data.frame
+    if frame.empty:
+        return 0
+    chosen = (
+        frame["config_hash"].isin(hashes)
+        & frame["seed"].isin(plan.factorial.seeds)
+        & (frame["engine"] == plan.engine)
+        & (frame["status"] != "ok")
+    )
+    return int(chosen.sum())
+
+
 def change(factorial: Factorial, name: str) -> str:
     """ "batchnorm: on → off" for a factor; an interaction's name as it is."""
     factor = next((f for f in factorial.factors if f.name == name), None)
@@ -204,19 +220,30 @@ def index_section(analysis: FactorialAnalysis | None, margin: float) -> list[str
 def factorial_page(analysis: FactorialAnalysis | None, data: StudyData) -> str:
     if analysis is None:
         plan = data.plan
-        expected = len(plan.factorial.cells()) * len(plan.factorial.seeds)
+        seeds = plan.primary_seeds()
+        expected = len(plan.factorial.cells()) * len(seeds)
+        done = data.cell_runs()
+        done = done[done["seed"].isin(seeds)] if len(done) else done
+        diverged = diverged_cell_runs(data)
         return join(
             [
                 "# Factorial",
-                f"{len(data.cell_runs())} of {expected} cell runs finished: the analysis waits for "
-                "every cell on every seed of the primary study (rerun the command to finish).",
+                f"{len(done)} of the primary study's {expected} cell runs finished, "
+                f"{diverged} diverged: the analysis needs every cell on every seed. "
+                + (
+                    "A diverged run is stored and not trained again: the flags name it."
+                    if diverged
+                    else "Rerun the command to train the rest."
+                ),
             ]
         )
     f_stat, p, df = analysis.pooling
     formula = model.model_formula(analysis.factors, len(analysis.factorial.seeds))
     level = analysis.effects["level"].iloc[0]
     pooled = (
-        f"F = {f_stat:.2f} on {df} df, p = {pvalue(p)}" if df else "not testable (no replicates)"
+        f"F = {f_stat:.2f} on {df} df, p = {pvalue(p)}"
+        if df
+        else "not testable (no pure error left)"
     )
     return join(
         [

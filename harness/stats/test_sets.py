@@ -76,34 +76,34 @@ def block_accuracies(
 def linear_estimate_test_set_variance(
     weights: np.ndarray,
     block_accuracy: np.ndarray,
-    cells: np.ndarray,
+    seeds: np.ndarray,
     strata: int = TEST_SET_STRATA,
 ) -> tuple[float, float]:
     """The test-image part of the variance of Σ_r w_r accuracy_r (a factorial's effect, a
     contrast of cells), for a new test set drawn like this one, and its degrees of freedom.
 
-    The estimate on each block u, E_u = Σ_r w_r a[r, u], varies over blocks by the effect's
-    own variation over images (what a new test set redraws) plus the runs' seed × block noise,
-    Σ_r w_r² σ²_interaction(cell of r), which the seed part of the variance already holds. So
-    the image part is (s²_within strata(E_u) − Σ_r w_r² MS_residual(cell)) / N, the crossed
-    design's estimator of _crossed_mean_interval generalised from one mean to any contrast
-    (for a paired Δ the two agree). A cell with a single run borrows the other cells' mean
-    interaction; below zero the part is 0.
+    Every cell trains on the same seeds, so the contrast splits seed by seed: D[s, u] =
+    S · Σ_{r of seed s} w_r a[r, u], whose mean over seeds is the estimate on block u. D is then
+    a [seeds, units] table like a paired Δ's, and the image part is the crossed design's
+    (MS_units − MS_residual)/(SN) (see _crossed_mean_interval and test_set_floor): the
+    effect's own variation over blocks, without the seed × block noise that the seed part
+    already holds, and without assuming that runs on one seed are independent across cells.
+    With one seed there is no residual to take away and the whole spread of D over blocks
+    counts (an overstatement). Below zero the part is 0. Needs every seed to hold the same
+    cells (a balanced design).
     """
     y = np.asarray(block_accuracy, dtype=float)
-    n_units = y.shape[1]
-    per_unit = np.asarray(weights, dtype=float) @ y
-    by_stratum = per_unit.reshape(strata, -1)
-    within = by_stratum - by_stratum.mean(axis=1, keepdims=True)
-    spread = float((within**2).sum()) / (n_units - strata)
-    interaction = {
-        cell: _mean_squares(y[cells == cell], strata)[2]
-        for cell in np.unique(cells)
-        if np.sum(cells == cell) >= 2
-    }
-    typical = float(np.mean(list(interaction.values()))) if interaction else 0.0
-    noise = sum(w**2 * interaction.get(c, typical) for w, c in zip(weights, cells, strict=True))
-    return max(spread - noise, 0.0) / n_units, float(n_units - strata)
+    seeds = np.asarray(seeds)
+    distinct = np.unique(seeds)
+    per_seed = np.array(
+        [len(distinct) * (np.asarray(weights)[seeds == s] @ y[seeds == s]) for s in distinct]
+    )
+    n_seeds, n_units = per_seed.shape
+    if n_seeds < 2:
+        _, ms_units, _ = _mean_squares(np.vstack([per_seed, per_seed]), strata)
+        return max(ms_units / 2, 0.0) / n_units, float(n_units - strata)
+    _, ms_units, ms_residual = _mean_squares(per_seed, strata)
+    return max(ms_units - ms_residual, 0.0) / (n_seeds * n_units), float(n_units - strata)
 
 
 def _block_means(y: np.ndarray, blocks: int, strata: int) -> np.ndarray:

@@ -19,6 +19,7 @@ Levels are two per factor: the model codes each factor as −1 (reference) / +1,
 from __future__ import annotations
 
 import dataclasses
+import keyword
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from harness.study.specs import SPECS_DIR, SpecError, unknown_name_message
 
 FACTORIALS_DIR = SPECS_DIR / "factorials"
 DEFAULT_FACTORIAL = "components"
+RESERVED = {"seed", "accuracy", "cell", "record", "fitted", "residual", "C", "I", "Q"}
 FACTORIAL_KEYS = {
     "description": str,
     "seeds": int,
@@ -61,8 +63,8 @@ class Factorial:
     max_seeds: int = DEFAULT_MAX_SEEDS
 
     def cells(self) -> list[tuple[int, ...]]:
-        """Each cell as its factors' level indices (0 = reference), in standard order: all
-        2^k combinations, or pyDOE's fraction of the requested resolution."""
+        """Each cell as its factors' level indices (0 = reference), sorted: all 2^k
+        combinations, or pyDOE's fraction of the requested resolution."""
         k = len(self.factors)
         if self.resolution is None:
             coded = pydoe.ff2n(k)
@@ -87,6 +89,16 @@ class Factorial:
     def cell_configs(self, base: Config) -> dict[str, tuple[tuple[int, ...], Config]]:
         """Label → (levels, config) for every cell."""
         return {self.cell_label(c): (c, self.cell_config(base, c)) for c in self.cells()}
+
+    def residual_df(self, seeds: int) -> int:
+        """Degrees of freedom left to the error of harness.stats.factorial's model (main
+        effects, two-factor interactions, the seed as a block) on `seeds` seeds per cell."""
+        k = len(self.factors)
+        return len(self.cells()) * seeds - (1 + k + k * (k - 1) // 2 + seeds - 1)
+
+    def design(self) -> Factorial:
+        """What the spec asks for, without the seeds (two plans of one design compare equal)."""
+        return dataclasses.replace(self, seeds=())
 
     def with_seeds(self, seeds: Iterable[int]) -> Factorial:
         return dataclasses.replace(self, seeds=tuple(sorted(set(seeds))))
@@ -153,6 +165,15 @@ def parse_factorial(name: str, table: dict[str, Any], source: str) -> Factorial:
         raise SpecError(f"{source}: seeds: expected at least 1, got {seeds}")
     factors = []
     for factor_name, levels in table["factors"].items():
+        if (
+            not factor_name.isidentifier()
+            or factor_name in RESERVED
+            or keyword.iskeyword(factor_name)
+        ):
+            raise SpecError(
+                f"{source}: factors.{factor_name}: a factor's name must be a Python identifier, "
+                f"not one of {', '.join(sorted(RESERVED))} (the model's formula names it)"
+            )
         if not isinstance(levels, dict) or len(levels) != 2:
             raise SpecError(
                 f"{source}: factors.{factor_name}: expected two levels (reference first), each "
@@ -171,8 +192,11 @@ def parse_factorial(name: str, table: dict[str, Any], source: str) -> Factorial:
     factorial = Factorial(
         name, table["description"], tuple(factors), tuple(range(seeds)), resolution, max_seeds
     )
-    if resolution is not None and not 3 <= resolution <= len(factors):
-        raise SpecError(f"{source}: resolution: expected 3 to {len(factors)}, got {resolution}")
+    if resolution is not None and not 5 <= resolution <= len(factors):
+        raise SpecError(
+            f"{source}: resolution: expected 5 to {len(factors)} (the model estimates every "
+            f"two-factor interaction, which a lower resolution aliases), got {resolution}"
+        )
     try:
         configs = factorial.cell_configs(Config())
     except ConfigError as error:
@@ -181,6 +205,8 @@ def parse_factorial(name: str, table: dict[str, Any], source: str) -> Factorial:
         raise SpecError(f"{source}: resolution {resolution}: {error}") from None
     if len({config for _, config in configs.values()}) < len(configs):
         raise SpecError(f"{source}: two cells train the same config: a level changes nothing")
+    if factorial.residual_df(seeds) < 1:
+        raise SpecError(f"{source}: seeds: {seeds} per cell leave the model no error to test with")
     return factorial
 
 

@@ -107,7 +107,13 @@ class Plan:
                 "--results-dir for this study"
             )
         factorial = self.factorial or older.factorial
-        if self.factorial and older.factorial and self.factorial.factors == older.factorial.factors:
+        if self.factorial and older.factorial:
+            if self.factorial.design() != older.factorial.design():
+                raise PlanError(
+                    f"its factorial ({older.factorial.name}) differs from this command's "
+                    f"({self.factorial.name}, or its spec changed since): pass another "
+                    "--results-dir for this study"
+                )
             factorial = self.factorial.with_seeds(self.factorial.seeds + older.factorial.seeds)
         arms = dict(older.arms)
         for label, arm in self.arms.items():
@@ -235,8 +241,8 @@ def read_json_file(path: Path, what: str, parse: Callable[[Any], T], remedy: str
 
 def as_replication(plan: Plan, saved: Plan | None, resume: bool) -> Plan:
     """The saved factorial study again on new seeds, as many as its primary used and after
-    every seed it used (so no run is shared), its arms (not the tuned one) following the cells;
-    resume: the last replication is unfinished, so its seeds again."""
+    every seed it used (so no run is shared), the command's arms (not the tuned one) following
+    the cells; resume: the last replication is unfinished, so its seeds again."""
     if saved is None or saved.factorial is None or plan.factorial is None:
         raise PlanError("--replicate: no factorial study in the results folder to replicate yet")
     if resume and saved.replications:
@@ -254,7 +260,7 @@ def as_replication(plan: Plan, saved: Plan | None, resume: bool) -> Plan:
     return dataclasses.replace(
         plan,
         arms=arms,
-        factorial=plan.factorial.with_seeds(seeds),
+        factorial=saved.factorial.with_seeds(seeds),
         design=None,
         replications=replications,
     )

@@ -82,6 +82,11 @@ class StudySettings:
             seeds = list(range(pilot))
         else:
             seeds = list(self.seed_list or range(self.seeds or pilot))
+        if factorial.residual_df(len(seeds)) < 1:
+            raise UserError(
+                f"{len(seeds)} seed(s) per cell leave the factorial's model no error degrees of "
+                "freedom: pass more --seeds"
+            )
         factorial = factorial.with_seeds(seeds)
         reference = arm_from_spec(load_spec(REFERENCE), seeds, self.epochs)
         cells = {config for _, config in factorial.cell_configs(reference.config).values()}
