@@ -81,9 +81,7 @@ def test_factorial_options_that_do_not_go_together_are_refused(args, message, ca
     assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_a_replication_needs_a_factorial_study_and_takes_its_own_seeds(tmp_path):
-    with pytest.raises(ablate.cli.UserError, match="no factorial study"):
-        ablate.main(["--factorial", "--replicate", "--results-dir", str(tmp_path)])
+def test_a_replication_takes_its_own_seeds(tmp_path):
     with pytest.raises(ablate.cli.UserError, match="leave out --seeds"):
         ablate.main(["--factorial", "--replicate", "--seeds", "3", "--results-dir", str(tmp_path)])
 

@@ -109,7 +109,7 @@ def test_merging_keeps_seeds_and_refuses_runs_that_would_not_compare(tmp_path):
 
 def test_run_all_settings_are_the_preset_with_what_the_command_line_gives(tmp_path):
     full = run_all.settings_for(run_all.parse_args(["--results-dir", str(tmp_path)]))
-    default = StudySettings(factorial=DEFAULT_FACTORIAL)  # the factorial by default
+    default = StudySettings(factorial=DEFAULT_FACTORIAL, replications=1)  # replicated
     assert full == (default, SearchSettings(), DEFAULT_RETRAIN_SEEDS)
     assert (full[1].trials, full[1].epoch_cap) == (DEFAULT_TRIALS, DEFAULT_EPOCH_CAP)
     args = run_all.parse_args(["--quick", "--seeds", "3", "--trials", "4", "--margin", "0.2"])

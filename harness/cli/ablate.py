@@ -164,10 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = cli.results_dir(args)
     reports_dir = writing.resolve_reports_dir(args.reports_dir)
     check_report_folder(reports_dir, results_dir)
-    plan = study_settings(args).plan(specs, run_engine(resources))
-    if args.replicate:
-        plan = runner.replication(plan, results_dir, resources)
+    settings = study_settings(args)
+    plan = settings.plan(specs, run_engine(resources))
     new = runner.run(plan, results_dir, resources, "ablations")
+    if args.replicate or settings.replications:
+        count = None if args.replicate else settings.replications
+        new += runner.run_replications(plan, results_dir, resources, count)
     return writing.finish(
         results_dir,
         reports_dir,

@@ -4,9 +4,9 @@ and the tuned network in one grid of runs, then the reports. Resumable: stored r
 finished trials are kept, so an interrupted run continues where it stopped, and a completed one
 only refreshes the reports.
 
-    python run_all.py                   # the full study (32 cells x 2 seeds, 40 trials)
+    python run_all.py                   # the full study: 40 trials, 32 cells x 2 seeds, replicated
     python run_all.py --until-decided   # replicates of the factorial until its effects decide
-    python run_all.py --replicate       # the study again on new seeds, reported beside it
+    python run_all.py --replicate       # one more replication on new seeds
     python run_all.py --quick           # a smoke version in results/quick and reports/quick
     python run_all.py --only report     # regenerate the reports from stored runs
 """
@@ -43,7 +43,11 @@ class Preset:
     retrain_seeds: int
 
 
-FULL = Preset(StudySettings(factorial=DEFAULT_FACTORIAL), SearchSettings(), DEFAULT_RETRAIN_SEEDS)
+FULL = Preset(  # the factorial on seeds 0-1, then once more on new seeds (a replication)
+    StudySettings(factorial=DEFAULT_FACTORIAL, replications=1),
+    SearchSettings(),
+    DEFAULT_RETRAIN_SEEDS,
+)
 QUICK = Preset(  # the factorial on seed 0, or with --until-decided a pilot of 2 and at most 3
     StudySettings(seeds=1, epochs=2, max_seeds=3, factorial=DEFAULT_FACTORIAL),
     SearchSettings(trials=6, epoch_cap=2),
@@ -106,8 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     store = RunStore(results_dir)
     check_before_training(store, resources)
     plan = study_settings.plan(specs, run_engine(resources))
-    if args.replicate:
-        plan = runner.replication(plan, results_dir, resources)
     if "ablations" not in stages:
         plan = dataclasses.replace(plan, arms={"reference": plan.reference})
     with tqdm(desc="study", unit="step", dynamic_ncols=True) as bar:
@@ -126,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
             plan = plan.with_arm(tuned_arm(summary, list(range(retrain_seeds))))
         # One grid for the ablations and the tuned network: the workers stay busy to the end.
         new = runner.run(plan, results_dir, resources, "study", bar)
+        # the preset's replication is of a fixed design; seeds until decided plan their own
+        replications = 0 if study_settings.until_decided else study_settings.replications
+        if "ablations" in stages and (args.replicate or replications):
+            count = None if args.replicate else replications
+            new += runner.run_replications(plan, results_dir, resources, count, bar)
     return writing.finish(
         results_dir, reports_dir, diverged_now=sum(r["status"] != "ok" for r in new)
     )

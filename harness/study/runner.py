@@ -75,16 +75,37 @@ def run(
         return new + run_tasks(tasks, store, resources, own)
 
 
-def replication(plan: Plan, results_dir: Path, resources: Resources) -> Plan:
-    """--replicate: the saved factorial study again on new seeds (plan.as_replication), or its
-    last replication again where that one is unfinished (an interrupted one resumes)."""
-    saved = load_plan(results_dir)
-    if saved is not None and saved.replications:
-        last = as_replication(plan, saved, resume=True)
-        total, done = progress_counts(last.tasks(), RunStore(results_dir), resources)
-        if done < total:
-            return last
-    return as_replication(plan, saved, resume=False)
+def run_replications(
+    plan: Plan,
+    results_dir: Path,
+    resources: Resources,
+    count: int | None = None,
+    bar: tqdm | None = None,
+) -> list[RunRecord]:
+    """Replications of the saved factorial study (plan.as_replication: new seeds, after every
+    seed it used) until it holds `count` finished ones; None: one more than it has finished.
+    An unfinished last replication (an interrupted one) is resumed first, and counts."""
+    new: list[RunRecord] = []
+    while True:
+        saved = load_plan(results_dir)
+        unfinished = (
+            saved is not None
+            and bool(saved.replications)
+            and _unfinished(as_replication(plan, saved, resume=True), results_dir, resources)
+        )
+        finished = len(saved.replications) - unfinished if saved else 0
+        if count is None:
+            count = finished + 1
+        if not unfinished and finished >= count:
+            return new
+        replication = as_replication(plan, saved, resume=unfinished)
+        seeds = replication.factorial.seeds
+        new += run(replication, results_dir, resources, f"replication on seeds {seeds}", bar)
+
+
+def _unfinished(plan: Plan, results_dir: Path, resources: Resources) -> bool:
+    total, done = progress_counts(plan.tasks(), RunStore(results_dir), resources)
+    return done < total
 
 
 def planned_after_pilot(plan: Plan, records: list[RunRecord]) -> Plan:

@@ -37,6 +37,8 @@ class StudySettings:
     # a factorial spec (ablations/factorials/NAME.toml): its cells on the seeds above (None:
     # the spec's), with until_decided its replicates as the pilot, more as the pilot says
     factorial: str | None = None
+    # replications of the factorial on new seeds that the study should hold (run_all: one)
+    replications: int = 0
 
     def design(self) -> Design | None:
         """Seeds until decided, if asked for: the pilot's and the cap's seed counts."""
