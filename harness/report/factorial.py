@@ -82,6 +82,18 @@ def factorial_analysis(data: StudyData) -> FactorialAnalysis | None:
     )
 
 
+def effects_table(analysis: FactorialAnalysis) -> pd.DataFrame:
+    """Every effect of every analysis (primary, each replication, pooled), for the CSV."""
+    frames = [analysis.effects.assign(analysis="primary", seeds=_seeds(analysis.factorial.seeds))]
+    for replication in analysis.replications:
+        seeds = _seeds(replication.seeds)
+        frames.append(replication.effects.assign(analysis="replication", seeds=seeds))
+    if analysis.pooled is not None:
+        every = analysis.factorial.seeds + tuple(s for r in analysis.replications for s in r.seeds)
+        frames.append(analysis.pooled.assign(analysis="pooled", seeds=_seeds(every)))
+    return pd.concat(frames, ignore_index=True)
+
+
 def diverged_cell_runs(data: StudyData) -> int:
     """Stored runs of the factorial's cells on its seeds that diverged."""
     plan = data.plan

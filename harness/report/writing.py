@@ -34,6 +34,7 @@ from harness.report.claims import claims_rows
 from harness.report.comparisons import comparison_table
 from harness.report.factorial import (
     FactorialAnalysis,
+    effects_table,
     factorial_analysis,
     factorial_page,
     index_section,
@@ -118,8 +119,7 @@ def write_reports(data: StudyData, out: Path, frame: pd.DataFrame | None = None)
             )
             if factorial is not None:
                 draw_factorial(factorial, folder)
-            if factorial is not None:
-                factorial.effects.to_csv(folder.path("factorial_effects.csv"), index=False)
+                effects_table(factorial).to_csv(folder.path("factorial_effects.csv"), index=False)
         sections += [
             ("Ablations: every number, training details, curves", "ablations.md"),
             ("Per-digit breakdown", "per_digit.md"),
