@@ -324,3 +324,12 @@ def test_replication_agreement_holds_0_for_one_truth_and_flags_a_shifted_one():
     )
     flagged = model.replication_agreement(primary, shifted).set_index("effect")
     assert not flagged["consistent"].iloc[0] and flagged["difference"].iloc[0] > 0
+
+
+def test_seeds_until_decided_of_a_factorial_plan_its_replicates_not_the_arms_by_stein():
+    specs = load_specs(["no_dropout"])
+    plan = StudySettings(factorial="components", until_decided=True).plan(specs, "cpu1t")
+    assert plan.design.pilot_seeds == 2 and plan.design.max_seeds == 6  # the spec's cap
+    assert plan.stein_design is None  # the arms follow the cells: no Stein test for them
+    one_at_a_time = StudySettings(until_decided=True).plan(specs, "cpu1t")
+    assert one_at_a_time.stein_design == one_at_a_time.design

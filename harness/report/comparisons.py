@@ -82,8 +82,10 @@ def paired_comparison(
     d = (variant["test_accuracy"] - reference["test_accuracy"]).to_numpy(dtype=float)
     n, margin = len(d), plan.margin
     sd = float(np.std(d, ddof=1)) if n > 1 else math.nan
-    pilot = (variant["seed"] < plan.design.pilot_seeds).to_numpy() if plan.design else None
-    if plan.design is not None and label != TUNED and pilot.sum() >= 2:
+    pilot = (
+        (variant["seed"] < plan.stein_design.pilot_seeds).to_numpy() if plan.stein_design else None
+    )
+    if plan.stein_design is not None and label != TUNED and pilot.sum() >= 2:
         # Stein: the pilot's pairs (the seeds the seed count was planned from) give the spread
         pilot_first = np.concatenate([d[pilot], d[~pilot]])
         n0 = int(pilot.sum())
@@ -108,7 +110,7 @@ def paired_comparison(
         inference.mcnemar_pvalue(int((v & ~r).sum()), int((r & ~v).sum()))
         for v, r in zip(v_correct, r_correct, strict=True)
     ]
-    two_stage = plan.design is not None and label != TUNED
+    two_stage = plan.stein_design is not None and label != TUNED
     population = (math.nan, math.nan)
     if (
         n and not two_stage
@@ -156,9 +158,11 @@ def _power_at_cap(plan: Plan, s0: float, df: int, n0: int, confidence: float) ->
     wanted = design.planned_seeds(
         s0, n0, plan.margin, max_seeds=10**6, family_size=family_size, df=df
     )
-    if wanted <= plan.design.max_seeds:
+    if wanted <= plan.stein_design.max_seeds:
         return math.nan
-    return design.stein_power(plan.margin, s0, plan.design.max_seeds, df, family_size=family_size)
+    return design.stein_power(
+        plan.margin, s0, plan.stein_design.max_seeds, df, family_size=family_size
+    )
 
 
 def _correlation(a: pd.Series, b: pd.Series) -> float:
@@ -171,7 +175,7 @@ def pooled_pilot_spread(data: StudyData) -> tuple[float, int] | None:
     """Under a pooled two-stage design, the spread its seeds were planned from: the planned
     ablations' paired differences on the pilot's seeds, pooled (sd, degrees of freedom)."""
     plan = data.plan
-    if plan.design is None or not plan.design.pooled:
+    if plan.stein_design is None or not plan.stein_design.pooled:
         return None
     pilots = []
     for label in plan.arms:
@@ -179,7 +183,7 @@ def pooled_pilot_spread(data: StudyData) -> tuple[float, int] | None:
             continue
         variant, reference = paired_runs(data, label)
         d = (variant["test_accuracy"] - reference["test_accuracy"]).to_numpy(dtype=float)
-        pilots.append(d[(variant["seed"] < plan.design.pilot_seeds).to_numpy()])
+        pilots.append(d[(variant["seed"] < plan.stein_design.pilot_seeds).to_numpy()])
     return design.pooled_sd(pilots)
 
 

@@ -12,6 +12,7 @@ from harness.report.pages import bold_verdict, interval, join, plot_file, points
 from harness.stats import factorial as model
 from harness.stats.test_sets import TEST_SET_BLOCKS, block_accuracies
 from harness.study.factorial import Factorial
+from harness.study.plan import Design
 
 SHORT = dict(zip(model.KINDS, ("main", "interaction", "simple, at the reference"), strict=True))
 
@@ -190,7 +191,7 @@ def _seeds(seeds: tuple[int, ...]) -> str:
     )
 
 
-def design_line(analysis: FactorialAnalysis) -> str:
+def design_line(analysis: FactorialAnalysis, until_decided: Design | None = None) -> str:
     f = analysis.factorial
     k, cells, seeds = len(f.factors), len(f.cells()), len(f.seeds)
     shape = f"2^{k}"
@@ -201,6 +202,12 @@ def design_line(analysis: FactorialAnalysis) -> str:
         f"seed{'s' if seeds > 1 else ''} ({_seeds(f.seeds)}) = {len(analysis.runs)} runs, every "
         "cell on the same seeds."
     )
+    if until_decided is not None:
+        line += (
+            f" Seeds until decided: a pilot of {until_decided.pilot_seeds} seeds per cell, then "
+            f"as many as its pooled residual spread planned for the least precise main or simple "
+            f"effect (80% power at ±margin, the family's level), at most {until_decided.max_seeds}."
+        )
     if analysis.replications:
         again = [f"seeds {_seeds(r.seeds)}" for r in analysis.replications]
         line += f" Primary study; replicated on {', '.join(again)} (below)."
@@ -260,7 +267,7 @@ def factorial_page(analysis: FactorialAnalysis | None, data: StudyData) -> str:
     return join(
         [
             "# Factorial: main effects, interactions, simple effects",
-            design_line(analysis),
+            design_line(analysis, data.plan.design),
             "## Main effects",
             table(effect_rows(analysis, model.KINDS[0])),
             "## Simple effects at the reference",

@@ -147,7 +147,7 @@ def verdict_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
         "only a larger test set would. The 95% intervals of ablations.md are per comparison, "
         "not the family's.",
     ]
-    if data.plan.design is not None:
+    if data.plan.stein_design is not None:
         bound = [
             f"{row.variant} ({100 * row.power_at_cap:.0f}%)"
             for row in ablations.itertuples()
@@ -158,7 +158,7 @@ def verdict_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
             "part, so these verdicts speak for new seeds on this test set only. The plan "
             f"promised {100 * design.POWER:.0f}% power to find a {margin:.2f} pp difference; "
             + (
-                f"the cap of {data.plan.design.max_seeds} seeds cut the seeds of "
+                f"the cap of {data.plan.stein_design.max_seeds} seeds cut the seeds of "
                 + ", ".join(bound)
                 + ", in brackets the power each has at the cap."
                 if bound
@@ -207,20 +207,22 @@ def environment_lines(data: StudyData, frame: pd.DataFrame) -> list[str]:
 
 def procedure(data: StudyData, frame: pd.DataFrame) -> list[str]:
     plan, margin = data.plan, 100 * data.plan.margin
-    if plan.design is None:
+    design = plan.stein_design
+    if design is None:
+        seeds = "the factorial's seeds, as its cells" if plan.factorial else "the reference's seeds"
         test = (
-            "Every ablation ran on the reference's seeds. Δ is the mean paired difference "
+            f"Every ablation ran on {seeds}. Δ is the mean paired difference "
             "(variant − reference, same seed) with a 95% Student-t interval; p comes from the "
             "paired t-test."
         )
     else:
         test = (
             f"Seeds until decided, Stein's two-stage design (Stein 1945): a pilot of "
-            f"{plan.design.pilot_seeds} seeds per ablation measured the spread of the paired "
+            f"{design.pilot_seeds} seeds per ablation measured the spread of the paired "
             "differences, and from that spread alone (never the effect) each ablation's seed "
-            f"count was set, at most {plan.design.max_seeds}. Each is judged on all its seeds "
+            f"count was set, at most {design.max_seeds}. Each is judged on all its seeds "
             "by Stein's test: the mean difference over the pilot's sd, with "
-            f"{plan.design.pilot_seeds - 1} degrees of freedom, which keeps the stated error "
+            f"{design.pilot_seeds - 1} degrees of freedom, which keeps the stated error "
             "rates although n was chosen from the data. The tuned network, not planned, is "
             "judged by the paired t-test."
         )

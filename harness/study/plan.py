@@ -82,6 +82,12 @@ class Plan:
     def reference(self) -> Arm:
         return self.arms[REFERENCE]
 
+    @property
+    def stein_design(self) -> Design | None:
+        """The two-stage design that planned the arms' seeds, if one did: with a factorial,
+        seeds until decided plan its replicates, and the arms only follow the cells' seeds."""
+        return self.design if self.factorial is None else None
+
     def primary_seeds(self) -> tuple[int, ...]:
         """The factorial's seeds that no replication added: the primary analysis's."""
         replicated = {seed for seeds in self.replications for seed in seeds}
