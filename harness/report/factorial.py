@@ -39,7 +39,7 @@ class FactorialAnalysis:
 
     @property
     def factors(self) -> list[str]:
-        return [f.name for f in self.factorial.factors]
+        return self.factorial.factor_names
 
 
 def factorial_analysis(data: StudyData) -> FactorialAnalysis | None:
@@ -49,21 +49,24 @@ def factorial_analysis(data: StudyData) -> FactorialAnalysis | None:
     if plan is None or plan.factorial is None:
         return None
     every = data.cell_runs()
-    factors = [f.name for f in plan.factorial.factors]
+    factors = plan.factorial.factor_names
     cells = len(plan.factorial.cells())
 
+    def runs_on(seeds: tuple[int, ...]) -> pd.DataFrame:
+        return every[every["seed"].isin(seeds)].reset_index(drop=True) if len(every) else every
+
     def effects_on(seeds: tuple[int, ...]) -> pd.DataFrame | None:
-        runs = every[every["seed"].isin(seeds)] if len(every) else every
+        runs = runs_on(seeds)
         if len(runs) < cells * len(seeds):  # balanced or nothing
             return None
         blocks = block_accuracies(correct_matrix(data.frame.loc[runs["record"]]))
-        return model.effect_table(runs.reset_index(drop=True), factors, plan.margin, blocks)
+        return model.effect_table(runs, factors, plan.margin, blocks)
 
     primary_seeds = plan.primary_seeds()
     effects = effects_on(primary_seeds)
     if effects is None:
         return None
-    runs = every[every["seed"].isin(primary_seeds)].reset_index(drop=True)
+    runs = runs_on(primary_seeds)
     replications = []
     for seeds in plan.replications:
         if (replicated := effects_on(seeds)) is not None:

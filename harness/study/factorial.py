@@ -62,6 +62,10 @@ class Factorial:
     resolution: int | None = None  # None: the full factorial
     max_seeds: int = DEFAULT_MAX_SEEDS
 
+    @property
+    def factor_names(self) -> list[str]:
+        return [factor.name for factor in self.factors]
+
     def cells(self) -> list[tuple[int, ...]]:
         """Each cell as its factors' level indices (0 = reference), sorted: all 2^k
         combinations, or pyDOE's fraction of the requested resolution."""
@@ -228,7 +232,7 @@ def factorial_runs(
         finished = records[(records["engine"] == engine) & (records["status"] == "ok")]
         keys = zip(finished["config_hash"], finished["seed"], strict=True)
         index = dict(zip(keys, finished.index, strict=True))
-    names = [f.name for f in factorial.factors]
+    names = factorial.factor_names
     for label, (levels, config) in factorial.cell_configs(base).items():
         for seed in factorial.seeds:
             i = index.get((config.hash(), seed))

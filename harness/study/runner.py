@@ -151,7 +151,7 @@ def replicates_after_pilot(plan: Plan, records: list[RunRecord]) -> Plan:
         ]
     )
     runs = factorial_runs(pilot, plan.reference.config, plan.engine, frame)
-    factors = [f.name for f in plan.factorial.factors]
+    factors = plan.factorial.factor_names
     n = plan.design.max_seeds
     if len(runs) == len(pilot.cells()) * n0:  # a diverged cell: the cap, as for an arm
         n = planned_replicates(runs, factors, plan.margin, n)
