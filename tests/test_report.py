@@ -554,3 +554,48 @@ def test_a_two_stage_plan_is_judged_by_steins_test(tmp_path):
     assert design.planned_seeds(s0, 3, 0.001, max_seeds=10**6, df=2) > 6
     power = design.stein_power(0.001, s0, 6, 2)
     assert frame.loc["no_batchnorm", "power_at_cap"] == pytest.approx(power)
+
+
+def test_repeated_searches_show_each_choice_their_spread_and_expected_best_curves(tmp_path):
+    """Two independent searches (--repeats 2): each choice re-trained, one family over both."""
+    root = tmp_path / "results"
+    other = dataclasses.replace(TUNED_CONFIG, lr=2e-3, hidden_widths=(1024, 512, 256))
+    arms = {
+        REFERENCE: Arm(REFERENCE, "the reference", Config(), tuple(range(5))),
+        "tuned": Arm("tuned", "best of search 1", TUNED_CONFIG, tuple(range(5))),
+        "tuned-repeat2": Arm("tuned-repeat2", "best of search 2", other, tuple(range(5))),
+    }
+    save_plan(Plan(arms, ENGINE, search={"epoch_cap": 30, "seed": 1_000_000}), root)
+    second = search_summary() | {"study": "mlp-repeat2", "config": other.to_dict()}
+    second["trials"] = [
+        {"number": n, "state": "pruned" if n % 2 else "complete", "value": 0.97 + n / 500}
+        for n in range(12)
+    ]
+    second["counts"] = {"complete": 6, "pruned": 6, "fail": 0}
+    (root / SEARCH_SUMMARY_FILE).write_text(json.dumps(search_summary() | {"trial_seed": 10**6}))
+    (root / "tuned-repeat2.json").write_text(json.dumps(second | {"trial_seed": 1_001_000}))
+    store = RunStore(root)
+    for seed in range(5):
+        store.save(fake_record(REFERENCE, Config(), seed, REF[seed]))
+        store.save(fake_record("tuned", TUNED_CONFIG, seed, TUNED_ACC[seed]))
+        store.save(fake_record("tuned-repeat2", other, seed, REF[seed] + 0.0004))
+    data = writing.load_checked(root)
+    assert list(data.searches) == ["tuned", "tuned-repeat2"]
+    frame = comparisons.comparison_table(data).set_index("variant")
+    assert set(frame.loc[["tuned", "tuned-repeat2"], "family"]) == {analysis.SELECTED}
+    assert frame.loc["tuned", "family_confidence"] == pytest.approx(1 - 0.05 / 2)
+    out = tmp_path / "reports"
+    writing.write_reports(data, out, frame.reset_index())
+    search = (out / "search.md").read_text()
+    variance = search[search.index("## The search's own variance") :]
+    assert "| tuned-repeat2 " in variance and "1001000" in variance and "`mlp-repeat2`" in variance
+    assert "6 / 6" in variance  # complete / pruned of the second search
+    curve = search[search.index("## Expected best validation accuracy") :]
+    first_row = cells(table_row(curve, "1"))  # n = 1: the mean of each search's trials
+    assert first_row[1].startswith("98.10%") and first_row[2].startswith("98.10%")
+    last = cells(table_row(curve, "12"))  # n = N of the second search: its best trial
+    assert last[1] == "" and last[2].startswith("99.20%")
+    assert (out / "plots" / "search_expected_best.png").stat().st_size > 1000
+    assert (out / "data" / "tuned-repeat2.json").read_bytes() == (
+        root / "tuned-repeat2.json"
+    ).read_bytes()

@@ -137,3 +137,50 @@ def test_quick_study_stops_mid_search_resumes_and_reruns_in_seconds(tmp_path, re
     assert plan.replications == ((2,),) and plan.primary_seeds() == (0,)
     assert len(store.records()) == len(records) + 32  # the cells on seed 2, nothing else
     assert "### Replication on seeds 2" in (reports / "README.md").read_text()
+
+
+def test_repeated_searches_resume_and_never_train_a_trial_on_an_evaluation_seed(
+    tmp_path, real_files
+):
+    """`harness.search --repeats`, small: two searches, then a third added by a rerun that
+    searches and trains only what is new."""
+    results, reports = tmp_path / "results", tmp_path / "reports"
+
+    def search(repeats: int) -> str:
+        command = [sys.executable, "-m", "harness.search", "--repeats", str(repeats)]
+        command += ["--trials", "3", "--epochs", "1", "--retrain-seeds", "2", "--workers", "1"]
+        command += ["--results-dir", str(results), "--reports-dir", str(reports)]
+        done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    search(2)
+    first_records = {path.name: path.stat().st_mtime_ns for path in results.glob("runs/*.json")}
+    out = search(3)
+    assert "tuned-repeat3: best validation accuracy" in out
+    records = RunStore(results).records()
+    assert {path.name for path in results.glob("runs/*.json")} >= set(first_records)
+    assert all(  # nothing trained twice: the first command's runs are untouched
+        (results / "runs" / name).stat().st_mtime_ns == mtime
+        for name, mtime in first_records.items()
+    )
+    data = load_study_data(results)  # a choice may be the reference's config: runs shared
+    labels = ["reference", "tuned", "tuned-repeat2", "tuned-repeat3"]
+    assert data.labels == labels and all(len(data.ok_runs(label)) == 2 for label in labels)
+    evaluation_seeds = {r["seed"] for r in records}
+    with contextlib.closing(sqlite3.connect(results / "search.db")) as db:
+        trials = db.execute(
+            "SELECT s.study_name, a.value_json FROM trial_user_attributes a "
+            "JOIN trials t USING (trial_id) JOIN studies s USING (study_id) WHERE a.key = 'seed'"
+        ).fetchall()
+    trial_seeds = {name: {int(seed) for n, seed in trials if n == name} for name, _ in trials}
+    assert trial_seeds == {
+        "mlp": {1_000_000},
+        "mlp-repeat2": {1_001_000},
+        "mlp-repeat3": {1_002_000},
+    }
+    assert len(trials) == 9 and evaluation_seeds == {0, 1}
+    page = (reports / "search.md").read_text()
+    variance = page[page.index("## The search's own variance") :]
+    assert all(f"| {label} " in variance for label in ("tuned", "tuned-repeat2", "tuned-repeat3"))
+    assert "## Expected best validation accuracy by number of trials" in page

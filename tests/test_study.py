@@ -8,8 +8,19 @@ from harness import UserError
 from harness.cli import run_all
 from harness.core.config import Config
 from harness.stats import design
+from harness.study import runner
+from harness.study.executor import Resources
 from harness.study.factorial import DEFAULT_FACTORIAL
-from harness.study.plan import TUNED, Arm, Design, Plan, load_plan, save_plan, update_plan
+from harness.study.plan import (
+    TUNED,
+    Arm,
+    Design,
+    Plan,
+    as_replication,
+    load_plan,
+    save_plan,
+    update_plan,
+)
 from harness.study.runner import planned_after_pilot
 from harness.study.settings import (
     DEFAULT_RETRAIN_SEEDS,
@@ -17,8 +28,8 @@ from harness.study.settings import (
     SearchSettings,
     StudySettings,
 )
-from harness.study.specs import REFERENCE, load_specs
-from harness.study.tuning import DEFAULT_EPOCH_CAP
+from harness.study.specs import REFERENCE, load_specs, spec_names
+from harness.study.tuning import DEFAULT_EPOCH_CAP, TRIAL_SEEDS_FROM
 
 REF = Arm(REFERENCE, "the reference", Config(), (0, 1))
 NO_BN = Arm("no_batchnorm", "no BN", dataclasses.replace(Config(), batchnorm=False), (0, 1, 2))
@@ -127,3 +138,33 @@ def test_study_settings_give_each_arm_its_seeds():
     assert pilot.arms["no_dropout"].seeds == (0, 1, 2) and pilot.design.max_seeds == 30
     with pytest.raises(UserError, match="at least 2 seeds"):
         StudySettings(until_decided=True, pilot_seeds=1).plan(specs, "cpu1t")
+
+
+def test_no_evaluation_seed_is_ever_a_search_trial_seed(tmp_path):
+    """The default study (its replication and seeds until decided included) evaluates on
+    seeds that no repeat of the search trains its trials or seeds its samplers with."""
+    args = run_all.parse_args(["--results-dir", str(tmp_path), "--repeats", "5"])
+    study, searching, retrain_seeds = run_all.settings_for(args)
+    plan = study.plan(load_specs(spec_names()), "cpu1t")
+    replicated = as_replication(plan, plan, resume=False)
+    until_decided = dataclasses.replace(study, until_decided=True).plan([], "cpu1t")
+    evaluation = {s for p in (plan, replicated) for arm in p.arms.values() for s in arm.seeds}
+    evaluation |= set(replicated.factorial.seeds) | set(range(retrain_seeds))
+    evaluation |= set(range(until_decided.design.max_seeds))
+    repeats = [searching.repeat(number) for number in range(searching.repeats)]
+    trial_seeds = [r.seed for r in repeats]
+    sampler_seeds = {r.sampler_seed(worker) for r in repeats for worker in range(16)}
+    assert len(set(trial_seeds)) == len({r.study for r in repeats}) == 5
+    assert max(evaluation) < TRIAL_SEEDS_FROM <= min(trial_seeds)
+    assert evaluation.isdisjoint(sampler_seeds) and len(sampler_seeds) == 5 * 16
+
+
+def test_a_search_seed_or_an_evaluation_seed_on_the_wrong_side_is_refused(tmp_path):
+    with pytest.raises(UserError, match="trial seeds start at 1,000,000"):
+        SearchSettings(seed=3)
+    with pytest.raises(UserError, match="seed 1,000,000 is reserved"):
+        StudySettings(seed_list=(0, TRIAL_SEEDS_FROM)).plan(load_specs(["no_dropout"]), "cpu1t")
+    arm = dataclasses.replace(REF, seeds=(TRIAL_SEEDS_FROM,))
+    with pytest.raises(UserError, match="reserved for the search's trials"):
+        runner.run(Plan({REFERENCE: arm}, "cpu1t"), tmp_path, Resources(workers=1, threads=1), "x")
+    assert not (tmp_path / "plan.json").exists()  # refused before anything was written

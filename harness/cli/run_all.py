@@ -27,8 +27,14 @@ from harness.report.folder import check_report_folder
 from harness.study import runner
 from harness.study.factorial import DEFAULT_FACTORIAL
 from harness.study.grid import check_before_training, progress_counts, run_engine
-from harness.study.plan import check_saved_files, load_search_summary, tuned_arm
-from harness.study.runner import run_search
+from harness.study.plan import (
+    TUNED,
+    check_evaluation_seeds,
+    check_saved_files,
+    load_search_summaries,
+    tuned_arm,
+)
+from harness.study.runner import run_searches
 from harness.study.settings import DEFAULT_RETRAIN_SEEDS, SearchSettings, StudySettings
 from harness.study.specs import load_specs, spec_names
 from harness.study.tuning import DEFAULT_EPOCH_CAP, finished_count, open_study
@@ -109,23 +115,25 @@ def main(argv: list[str] | None = None) -> int:
     resources = cli.resources(args)
     store = RunStore(results_dir)
     check_before_training(store, resources)
+    check_evaluation_seeds(range(retrain_seeds))
     plan = study_settings.plan(specs, run_engine(resources))
+    storage = searching.storage_url(results_dir)
     if "ablations" not in stages:
         plan = dataclasses.replace(plan, arms={"reference": plan.reference})
     with tqdm(desc="study", unit="step", dynamic_ncols=True) as bar:
         if "search" in stages:
             # The tuned runs are known once the search is over: until then, seeds stand in.
-            trials = searching.trials
-            storage = searching.storage_url(results_dir)
-            study = open_study(searching.study, storage, searching.sampler_seed())
-            done = min(trials, finished_count(study))
-            _count(bar, store, plan, resources, done, trials + retrain_seeds)
-            summary = run_search(searching, results_dir, resources, plan.reference.config, bar)
-            plan = dataclasses.replace(plan, search=searching.describe(summary))
-            if retrain_seeds:
-                plan = plan.with_arm(tuned_arm(summary, list(range(retrain_seeds))))
-        elif summary := load_search_summary(results_dir):
-            plan = plan.with_arm(tuned_arm(summary, list(range(retrain_seeds))))
+            repeats = [searching.repeat(number) for number in range(searching.repeats)]
+            studies = [open_study(r.study, storage, r.sampler_seed()) for r in repeats]
+            done = sum(min(searching.trials, finished_count(study)) for study in studies)
+            steps = searching.trials * searching.repeats + retrain_seeds * searching.repeats
+            _count(bar, store, plan, resources, done, steps)
+            summaries = run_searches(searching, results_dir, resources, plan.reference.config, bar)
+            plan = dataclasses.replace(plan, search=searching.describe(summaries[TUNED]))
+        else:
+            summaries = load_search_summaries(results_dir)
+        for label, summary in summaries.items() if retrain_seeds else ():
+            plan = plan.with_arm(tuned_arm(summary, list(range(retrain_seeds)), label))
         # One grid for the ablations and the tuned network: the workers stay busy to the end.
         new = runner.run(plan, results_dir, resources, "study", bar)
         # the preset's replication is of a fixed design; seeds until decided plan their own

@@ -1,13 +1,15 @@
 """Searches hyperparameters with Optuna on validation accuracy, then re-trains the winner.
 
     python -m harness.search --trials 40
+    python -m harness.search --repeats 3      # three independent searches: how much they vary
     python -m harness.search --storage postgresql://user@127.0.0.1/optuna --retrain-seeds 0
 
 The objective is one training run's best validation accuracy; the test set is never read during
 the search (harness.study.tuning). The same command continues the same study until it holds --trials
 finished trials; several commands given the same --storage and --study share the work. The
-best config is then re-trained over --retrain-seeds seeds as the arm "tuned", beside the
-reference on the same seeds, and reported like any ablation.
+best config is then re-trained over --retrain-seeds seeds as the arm "tuned" (with --repeats,
+each search's as tuned, tuned-repeat2, ...), beside the reference on the same seeds, and
+reported like any ablation.
 """
 
 from __future__ import annotations
@@ -21,8 +23,15 @@ from harness.report import writing
 from harness.report.folder import check_report_folder
 from harness.study import runner
 from harness.study.grid import run_engine
-from harness.study.plan import Plan, arm_from_spec, check_saved_files, tuned_arm
-from harness.study.runner import run_search
+from harness.study.plan import (
+    TUNED,
+    Plan,
+    arm_from_spec,
+    check_evaluation_seeds,
+    check_saved_files,
+    tuned_arm,
+)
+from harness.study.runner import run_searches
 from harness.study.settings import DEFAULT_RETRAIN_SEEDS, DEFAULT_TRIALS, SearchSettings
 from harness.study.specs import REFERENCE, load_spec
 from harness.study.tuning import DEFAULT_EPOCH_CAP, DEFAULT_STUDY, SEARCH_SEED
@@ -39,6 +48,12 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
         "--storage",
         help="Optuna storage URL (default: SQLite file in the results folder), e.g. "
         "postgresql://user:pw@127.0.0.1/optuna",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=cli.positive_int,
+        help="independent searches, each its own study and trial seed, each choice re-trained "
+        "(default 1): how much the search's choice varies",
     )
     parser.add_argument(
         "--retrain-seeds",
@@ -58,6 +73,7 @@ def search_settings(
         "trials": args.trials,
         "epoch_cap": epoch_cap,
         "timeout": args.timeout,
+        "repeats": args.repeats,
     }
     return dataclasses.replace(preset, **{k: v for k, v in given.items() if v is not None})
 
@@ -92,12 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     check_saved_files(results_dir)
     reference = load_spec(REFERENCE)
     settings = search_settings(args, args.epochs, SearchSettings(seed=args.seed))
-    summary = run_search(settings, results_dir, resources, reference.config)
-    print(
-        f"best validation accuracy {100 * summary['best_value']:.2f}% "
-        f"(trial {summary['best_trial']}): {json.dumps(summary['best_params'])}"
-    )
     seeds = list(range(DEFAULT_RETRAIN_SEEDS if args.retrain_seeds is None else args.retrain_seeds))
+    check_evaluation_seeds(seeds)
+    summaries = run_searches(settings, results_dir, resources, reference.config)
+    for label, summary in summaries.items():
+        print(
+            f"{label}: best validation accuracy {100 * summary['best_value']:.2f}% "
+            f"(trial {summary['best_trial']}): {json.dumps(summary['best_params'])}"
+        )
     if not seeds:
         return 0
     epochs = None
@@ -107,10 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(
         {REFERENCE: arm_from_spec(reference, seeds, epochs)},
         run_engine(resources),
-        search=settings.describe(summary),
-    ).with_arm(tuned_arm(summary, seeds))
+        search=settings.describe(summaries[TUNED]),
+    )
+    for label, summary in summaries.items():
+        plan = plan.with_arm(tuned_arm(summary, seeds, label))
     runner.run(plan, results_dir, resources, "tuned re-training")
-    return writing.finish(results_dir, reports_dir, ["tuned"])
+    return writing.finish(results_dir, reports_dir, list(summaries))
 
 
 if __name__ == "__main__":

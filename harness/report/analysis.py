@@ -22,7 +22,7 @@ from harness.core.model import build_model
 from harness.core.store import RunKey, RunStore
 from harness.stats import inference
 from harness.study.factorial import factorial_runs
-from harness.study.plan import Plan, load_plan, load_search_summary
+from harness.study.plan import TUNED, Plan, load_plan, load_search_summaries
 from harness.study.specs import REFERENCE
 
 ABLATIONS, SELECTED = "planned ablations", "selected by the search"
@@ -30,13 +30,18 @@ ABLATIONS, SELECTED = "planned ablations", "selected by the search"
 
 @dataclass(frozen=True)
 class StudyData:
-    """The plan, every stored record (flattened, one row each) and the search's summary."""
+    """The plan, every stored record (flattened, one row each) and the searches' summaries."""
 
     plan: Plan | None
     frame: pd.DataFrame
-    search: dict[str, Any] | None
+    searches: dict[str, dict[str, Any]]  # by tuned arm label: the search, then its repeats
     corrupt: int  # records set aside because they did not parse
     results_dir: Path  # where the records came from: a report copies them next to itself
+
+    @property
+    def search(self) -> dict[str, Any] | None:
+        """The first search's summary (the one run_all's tuned arm comes from)."""
+        return self.searches.get(TUNED)
 
     @property
     def labels(self) -> list[str]:
@@ -93,7 +98,7 @@ def load_study_data(results_dir: Path) -> StudyData:
     return StudyData(
         load_plan(results_dir),
         pd.DataFrame(rows),
-        load_search_summary(results_dir),
+        load_search_summaries(results_dir),
         store.corrupt_count(),
         Path(results_dir),
     )

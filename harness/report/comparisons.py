@@ -27,12 +27,12 @@ from harness.report.analysis import (
     paired_runs,
 )
 from harness.stats import design, inference, test_sets
-from harness.study.plan import TUNED, Plan
+from harness.study.plan import Plan, is_tuned
 from harness.study.specs import REFERENCE
 
 
 def family_of(label: str) -> str:
-    return SELECTED if label == TUNED else ABLATIONS
+    return SELECTED if is_tuned(label) else ABLATIONS
 
 
 def arm_row(
@@ -85,7 +85,7 @@ def paired_comparison(
     pilot = (
         (variant["seed"] < plan.stein_design.pilot_seeds).to_numpy() if plan.stein_design else None
     )
-    if plan.stein_design is not None and label != TUNED and pilot.sum() >= 2:
+    if plan.stein_design is not None and not is_tuned(label) and pilot.sum() >= 2:
         # Stein: the pilot's pairs (the seeds the seed count was planned from) give the spread
         pilot_first = np.concatenate([d[pilot], d[~pilot]])
         n0 = int(pilot.sum())
@@ -110,7 +110,7 @@ def paired_comparison(
         inference.mcnemar_pvalue(int((v & ~r).sum()), int((r & ~v).sum()))
         for v, r in zip(v_correct, r_correct, strict=True)
     ]
-    two_stage = plan.stein_design is not None and label != TUNED
+    two_stage = plan.stein_design is not None and not is_tuned(label)
     population = (math.nan, math.nan)
     if (
         n and not two_stage
@@ -179,7 +179,7 @@ def pooled_pilot_spread(data: StudyData) -> tuple[float, int] | None:
         return None
     pilots = []
     for label in plan.arms:
-        if label in (REFERENCE, TUNED):
+        if label == REFERENCE or is_tuned(label):
             continue
         variant, reference = paired_runs(data, label)
         d = (variant["test_accuracy"] - reference["test_accuracy"]).to_numpy(dtype=float)

@@ -145,6 +145,24 @@ def search_history_figure(trials: list[dict[str, Any]]) -> Figure:
     return fig
 
 
+def expected_best_figure(curves: dict[str, pd.DataFrame]) -> Figure:
+    """curves: per search, stats.expected_max.expected_max_curve of its trials' values."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for i, (label, curve) in enumerate(curves.items()):
+        color = f"C{i % 10}"
+        ax.plot(curve["n"], 100 * curve["expected"], color=color, label=label)
+        ax.fill_between(curve["n"], 100 * curve["low"], 100 * curve["high"], color=color, alpha=0.2)
+    ax.set_xscale("log")
+    ax.set(
+        xlabel="trials n (log scale)",
+        ylabel="expected best val accuracy (%)",
+        title="Expected best of n trials (95% bootstrap band)",
+    )
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def architecture_figure(label: str, layers: list[dict[str, Any]]) -> Figure:
     """layers: analysis.architecture, drawn left to right, box height growing with width."""
     widest = max(layer["width"] or 0 for layer in layers)

@@ -21,6 +21,7 @@ from harness import UserError
 from harness.report import pages, pages_detail, plots
 from harness.report.analysis import (
     ABLATIONS,
+    SELECTED,
     StudyData,
     architecture,
     curve_bands,
@@ -40,7 +41,8 @@ from harness.report.factorial import (
     index_section,
 )
 from harness.report.folder import DATA, ReportFolder, check_report_folder
-from harness.study.plan import PLAN_FILE, SEARCH_SUMMARY_FILE, TUNED
+from harness.stats.expected_max import expected_max_curve
+from harness.study.plan import PLAN_FILE, summary_file
 from harness.study.specs import REFERENCE
 
 REPORTS_DIR_ENV = "HARNESS_REPORTS_DIR"
@@ -173,12 +175,17 @@ def draw(
         REFERENCE,
     )
     families = [frame[(frame["family"] == ABLATIONS) & (frame["variant"] != REFERENCE)]]
-    families.append(frame[frame["variant"] == TUNED])
+    families.append(frame[frame["family"] == SELECTED])
     save(plots.forest_figure(pd.concat(families), data.plan.margin), "forest")
     for label, arm_layers in layers.items():
         save(plots.architecture_figure(label, arm_layers), "architecture", label)
     if data.search is not None:
         save(plots.search_history_figure(data.search["trials"]), "search_history")
+        curves = {
+            label: expected_max_curve(pages_detail.trial_values(search))
+            for label, search in data.searches.items()
+        }
+        save(plots.expected_best_figure(curves), "search_expected_best")
 
 
 def draw_factorial(analysis: FactorialAnalysis, folder: ReportFolder) -> None:
@@ -214,7 +221,8 @@ def copy_data(data: StudyData, folder: ReportFolder) -> None:
     """Byte copies of the plan, the search summary and every record (set-aside ones too) into
     the folder's data/, laid out as a results folder."""
     source = data.results_dir
-    names = [PLAN_FILE, SEARCH_SUMMARY_FILE, *(f"runs/{name}" for name in data.frame["path"])]
+    names = [PLAN_FILE, *map(summary_file, data.searches)]
+    names += [f"runs/{name}" for name in data.frame["path"]]
     names += [f"runs/corrupt/{path.name}" for path in (source / "runs/corrupt").glob("*.json")]
     regenerating = (folder.root / DATA).resolve() == source.resolve()  # from the copy itself
     for name in sorted(name for name in names if (source / name).is_file()):

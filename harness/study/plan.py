@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,9 +21,29 @@ from harness.core.store import write_json_atomically
 from harness.stats.design import MARGIN
 from harness.study.factorial import Factorial
 from harness.study.specs import REFERENCE, Spec
+from harness.study.tuning import TRIAL_SEEDS_FROM
 
 PLAN_FILE = "plan.json"
-TUNED = "tuned"
+TUNED = "tuned"  # the search's choice; with --repeats, tuned-repeat2, tuned-repeat3, ...
+
+
+def is_tuned(label: str) -> bool:
+    """An arm chosen by a search (its own family: selected, not planned)."""
+    return label == TUNED or label.startswith(f"{TUNED}-repeat")
+
+
+def tuned_label(repeat: int) -> str:
+    """repeat 0 is the search; repeats 1, 2, ... are the independent searches of --repeats."""
+    return TUNED if repeat == 0 else f"{TUNED}-repeat{repeat + 1}"
+
+
+def check_evaluation_seeds(seeds: Iterable[int]) -> None:
+    trial_seeds = sorted(seed for seed in set(seeds) if seed >= TRIAL_SEEDS_FROM)
+    if trial_seeds:
+        raise PlanError(
+            f"seed {trial_seeds[0]:,} is reserved for the search's trials (seeds from "
+            f"{TRIAL_SEEDS_FROM:,}): evaluate on smaller seeds"
+        )
 
 
 class PlanError(UserError):
@@ -260,7 +280,7 @@ def as_replication(plan: Plan, saved: Plan | None, resume: bool) -> Plan:
     arms = {
         label: dataclasses.replace(arm, seeds=seeds)
         for label, arm in plan.arms.items()
-        if label != TUNED
+        if not is_tuned(label)
     }
     replications = saved.replications + (() if seeds in saved.replications else (seeds,))
     return dataclasses.replace(
@@ -308,12 +328,26 @@ def update_plan(plan: Plan, results_dir: Path) -> Plan:
 SEARCH_SUMMARY_FILE = "tuned.json"  # the search's summary: the tuned config and its study
 
 
-def load_search_summary(results_dir: Path) -> dict[str, Any] | None:
-    path = Path(results_dir) / SEARCH_SUMMARY_FILE
+def summary_file(label: str) -> str:
+    """tuned.json, and for --repeats tuned-repeat2.json, ..."""
+    return f"{label}.json"
+
+
+def load_search_summary(results_dir: Path, label: str = TUNED) -> dict[str, Any] | None:
+    path = Path(results_dir) / summary_file(label)
     if not path.is_file():
         return None
     remedy = "move it away and run the search again: it rewrites it from its study database"
     return read_json_file(path, "search summary", _checked_summary, remedy)
+
+
+def load_search_summaries(results_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every saved search, by its tuned arm's label, the first search first."""
+    summaries, repeat = {}, 0
+    while (summary := load_search_summary(results_dir, tuned_label(repeat))) is not None:
+        summaries[tuned_label(repeat)] = summary
+        repeat += 1
+    return summaries
 
 
 def _checked_summary(summary: Any) -> dict[str, Any]:
@@ -342,9 +376,9 @@ def check_saved_files(results_dir: Path) -> None:
     """Fails in one line, before any training, where the saved plan or search summary is
     damaged (rather than after a search that took an hour)."""
     load_plan(results_dir)
-    load_search_summary(results_dir)
+    load_search_summaries(results_dir)
 
 
-def tuned_arm(summary: dict[str, Any], seeds: list[int]) -> Arm:
+def tuned_arm(summary: dict[str, Any], seeds: list[int], label: str = TUNED) -> Arm:
     description = f"best of Optuna study {summary['study']!r} on validation accuracy"
-    return Arm(TUNED, description, config_from_dict(summary["config"]), tuple(seeds))
+    return Arm(label, description, config_from_dict(summary["config"]), tuple(seeds))

@@ -29,11 +29,13 @@ from harness.study.executor import KilledWorker, Resources, cluster, worker_lost
 from harness.study.factorial import factorial_runs
 from harness.study.grid import check_before_training, progress_counts, run_tasks
 from harness.study.plan import (
-    SEARCH_SUMMARY_FILE,
     TUNED,
     Plan,
     as_replication,
+    check_evaluation_seeds,
+    is_tuned,
     load_plan,
+    summary_file,
     update_plan,
 )
 from harness.study.settings import SearchSettings
@@ -56,6 +58,7 @@ def run(
     bar: tqdm | None = None,
 ) -> list[RunRecord]:
     """Trains what the plan's arms miss (under one progress bar); returns the new records."""
+    check_evaluation_seeds(seed for arm in plan.arms.values() for seed in arm.seeds)
     store = RunStore(results_dir)
     check_before_training(store, resources)
     if plan.design is not None:
@@ -167,7 +170,7 @@ def pilot_differences(plan: Plan, records: list[RunRecord]) -> dict[str, list[fl
     reference = pilot_accuracies(plan, REFERENCE, records, n0)
     pilots = {}
     for label in plan.arms:
-        if label in (REFERENCE, TUNED):
+        if label == REFERENCE or is_tuned(label):
             continue
         variant = pilot_accuracies(plan, label, records, n0)
         pilots[label] = [variant[s] - reference[s] for s in sorted(variant) if s in reference]
@@ -190,15 +193,32 @@ def pilot_accuracies(plan: Plan, label: str, records: list[RunRecord], n0: int) 
 # ---------------------------------------------------------------- running a search
 
 
+def run_searches(
+    settings: SearchSettings,
+    results_dir: Path,
+    resources: Resources,
+    base: Config,
+    bar: tqdm | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The search, and with settings.repeats > 1 as many independent ones (SearchSettings.repeat),
+    one after the other; their summaries by tuned arm label."""
+    return {
+        label: run_search(settings.repeat(number), results_dir, resources, base, bar, label)
+        for number, label in enumerate(settings.labels())
+    }
+
+
 def run_search(
     settings: SearchSettings,
     results_dir: Path,
     resources: Resources,
     base: Config,
     bar: tqdm | None = None,
+    label: str = TUNED,
 ) -> dict[str, Any]:
     """Searches until the study holds settings.trials finished trials and saves its summary,
-    which names the tuned config. A rerun of a finished search starts no worker."""
+    which names the tuned config (in <label>.json). A rerun of a finished search starts no
+    worker."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a Ctrl-C'd trial is no traceback
     if resources.scheduler and not settings.storage:
         raise UserError(
@@ -207,7 +227,7 @@ def run_search(
         )
     check_before_training(RunStore(results_dir), resources)
     storage = settings.storage_url(results_dir)
-    study = open_study(settings.study, storage, settings.sampler_seed())
+    study = open_study(settings.study, storage, settings.sampler_seed(), settings.epoch_cap)
     finished = finished_count(study)
     if finished < settings.trials:
         own = bar is None
@@ -223,8 +243,8 @@ def run_search(
                 bar.close()
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise UserError(f"study {settings.study!r} has no complete trial yet")
-    summary = summarize(study, storage)
-    write_json_atomically(Path(results_dir) / SEARCH_SUMMARY_FILE, summary)
+    summary = summarize(study, storage) | {"trial_seed": settings.seed}
+    write_json_atomically(Path(results_dir) / summary_file(label), summary)
     return summary
 
 
@@ -268,7 +288,7 @@ def _search_on_worker(
     base: Config,
 ) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = open_study(settings.study, storage, sampler_seed)
+    study = open_study(settings.study, storage, sampler_seed, settings.epoch_cap)
     mnist = worker_mnist(resources.data_dir, resources.threads)
     _optimize(study, mnist, settings, resources, base)
 

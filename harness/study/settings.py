@@ -13,12 +13,18 @@ from sqlalchemy.engine import URL
 from harness import UserError
 from harness.stats.design import MARGIN, MAX_SEEDS, PILOT_SEEDS
 from harness.study.factorial import load_factorial
-from harness.study.plan import Design, Plan, arm_from_spec
-from harness.study.specs import DEFAULT_SEEDS, REFERENCE, Spec, load_spec
-from harness.study.tuning import DEFAULT_EPOCH_CAP, DEFAULT_STUDY, SEARCH_SEED
+from harness.study.plan import Design, Plan, arm_from_spec, check_evaluation_seeds, tuned_label
+from harness.study.specs import REFERENCE, Spec, load_spec
+from harness.study.tuning import (
+    DEFAULT_EPOCH_CAP,
+    DEFAULT_STUDY,
+    REPEAT_SEED_STRIDE,
+    SEARCH_SEED,
+    TRIAL_SEEDS_FROM,
+)
 
 DEFAULT_TRIALS = 40
-DEFAULT_RETRAIN_SEEDS = DEFAULT_SEEDS  # the tuned arm gets as many seeds as an ablation
+DEFAULT_RETRAIN_SEEDS = 10  # a selected config earns a verdict on more seeds than a pilot
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,10 @@ class StudySettings:
             raise UserError("--max-seeds must be at least --pilot-seeds")
         return Design(self.pilot_seeds, max_seeds, self.pooled_pilot)
 
+    def check_seeds(self) -> None:
+        """No evaluation seed may be a search's trial seed (plan.check_evaluation_seeds)."""
+        check_evaluation_seeds(self.seed_list or range(max(self.seeds or 0, self.max_seeds or 0)))
+
     def seeds_for(self, spec: Spec) -> list[int]:
         if self.until_decided:
             return list(range(self.pilot_seeds))
@@ -62,6 +72,7 @@ class StudySettings:
         """The arms asked for, the reference on every seed any of them uses; with a factorial,
         its cells, and of the specs those that are one of its cells, on the cells' seeds (so
         the one-at-a-time comparisons are read off the factorial's runs)."""
+        self.check_seeds()
         if self.factorial:
             return self.factorial_plan(specs, engine)
         design = self.design()
@@ -108,6 +119,25 @@ class SearchSettings:
     epoch_cap: int = DEFAULT_EPOCH_CAP
     seed: int = SEARCH_SEED  # the trials' training seed, and the sampler's in a serial search
     timeout: float | None = None
+    repeats: int = 1  # independent searches, each its own study, trial seed and sampler seed
+
+    def __post_init__(self) -> None:
+        if self.seed < TRIAL_SEEDS_FROM:
+            raise UserError(
+                f"--seed {self.seed}: the search's trial seeds start at {TRIAL_SEEDS_FROM:,} "
+                "(smaller ones are evaluation seeds)"
+            )
+
+    def repeat(self, number: int) -> SearchSettings:
+        """The settings of search `number` (0: the first) of the repeats: its own study, and
+        trial and sampler seeds that no other search and no evaluation run uses."""
+        study = self.study if number == 0 else f"{self.study}-repeat{number + 1}"
+        seed = self.seed + number * REPEAT_SEED_STRIDE
+        return dataclasses.replace(self, study=study, seed=seed, repeats=1)
+
+    def labels(self) -> list[str]:
+        """The tuned arms' labels, one per repeat."""
+        return [tuned_label(number) for number in range(self.repeats)]
 
     def storage_url(self, results_dir: Path) -> str:
         # relative to the working directory, as --results-dir is

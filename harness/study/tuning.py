@@ -26,24 +26,35 @@ from harness.core.training import fit
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 DEFAULT_STUDY = "mlp"
-DEFAULT_EPOCH_CAP = 12
-PRUNER_MIN_EPOCHS = 1  # successive halving: the first rung, and the factor between rungs
-PRUNER_FACTOR = 3
+# Twice the reference's 15 epochs: a trial may train as long as the reference and longer (the
+# reference's best validation epoch is often its last)
+DEFAULT_EPOCH_CAP = 30
+PRUNER_FACTOR = 3  # successive halving: the factor between rungs
+PRUNER_RUNGS = 3  # the first rung at about cap / 3^3, so that the rungs scale with the cap
+
+
+def pruner_min_epochs(epoch_cap: int) -> int:
+    """The pruner's first rung: about cap / factor^rungs epochs, at least one."""
+    return max(1, round(epoch_cap / PRUNER_FACTOR**PRUNER_RUNGS))
 
 
 def pruner_rungs(epoch_cap: int) -> list[int]:
     """The epochs after which the pruner compares a trial with the others (below the cap)."""
-    rungs, epoch = [], PRUNER_MIN_EPOCHS
+    rungs, epoch = [], pruner_min_epochs(epoch_cap)
     while epoch < epoch_cap:
         rungs.append(epoch)
         epoch *= PRUNER_FACTOR
     return rungs
 
 
-# Trials train on a seed that no arm uses: were it one of the seeds the winner is re-trained
-# on, that re-trained run would be the very trial selected as the best of the search, its
-# luck included, and the tuned arm's paired difference would be biased upwards.
-SEARCH_SEED = 1_000_000
+# Trials train on seeds from TRIAL_SEEDS_FROM, evaluation runs on smaller ones (the plan
+# refuses others): were a trial's seed one the winner is re-trained on, that re-trained run
+# would be the very trial selected as the best of the search, its luck included, and the tuned
+# arm's paired difference would be biased upwards. Repeat r of --repeats trains on
+# SEARCH_SEED + r * REPEAT_SEED_STRIDE, its workers' samplers on the seeds just above.
+TRIAL_SEEDS_FROM = 1_000_000
+SEARCH_SEED = TRIAL_SEEDS_FROM
+REPEAT_SEED_STRIDE = 1_000
 
 
 def suggest_config(trial: optuna.Trial, base: Config, epoch_cap: int) -> Config:
@@ -113,6 +124,7 @@ def objective(
     bar: tqdm | None = None,
 ) -> float:
     config = suggest_config(trial, base, epoch_cap)
+    trial.set_user_attr("seed", seed)  # its training seed: never an evaluation seed
 
     def report_epoch(epoch: dict[str, Any]) -> None:
         if bar is not None:
@@ -136,11 +148,13 @@ class StorageError(UserError):
     pass
 
 
-def open_study(name: str, storage: str, seed: int | None) -> optuna.Study:
+def open_study(
+    name: str, storage: str, seed: int | None, epoch_cap: int = DEFAULT_EPOCH_CAP
+) -> optuna.Study:
     """seed=None: the sampler draws fresh randomness (processes sharing a storage must not all
     propose the same first trials). constant_liar keeps parallel workers apart."""
     try:
-        return _create_study(name, storage, seed)
+        return _create_study(name, storage, seed, epoch_cap)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as error:
         cause = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
         raise StorageError(
@@ -148,7 +162,7 @@ def open_study(name: str, storage: str, seed: int | None) -> optuna.Study:
         ) from error
 
 
-def _create_study(name: str, storage: str, seed: int | None) -> optuna.Study:
+def _create_study(name: str, storage: str, seed: int | None, epoch_cap: int) -> optuna.Study:
     # A trial whose worker was killed (Ctrl-C, SIGKILL) sends no more heartbeats: the next
     # trial to start marks it failed instead of leaving it RUNNING, a lie to the sampler.
     # Heartbeats are experimental in Optuna 5; chosen knowingly, so not warned of on every open.
@@ -161,10 +175,11 @@ def _create_study(name: str, storage: str, seed: int | None) -> optuna.Study:
         direction="maximize",
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True),
-        # at epochs 1, 3 and 9, a trial goes on only if it is in the best third of the trials
-        # that reached that epoch: most of the budget goes to the most promising trials
+        # at each rung (epochs 1, 3, 9 and 27 for a cap of 30), a trial goes on only if it is in
+        # the best third of the trials that reached that epoch: most of the budget goes to the
+        # most promising trials
         pruner=optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=PRUNER_MIN_EPOCHS, reduction_factor=PRUNER_FACTOR
+            min_resource=pruner_min_epochs(epoch_cap), reduction_factor=PRUNER_FACTOR
         ),
     )
 
