@@ -187,3 +187,33 @@ def test_until_decided_runs_a_pilot_then_the_planned_seeds_and_reruns_train_noth
     rerun = ablate(tmp_path, *args, "--epochs", "1")
     rerun.communicate(timeout=300)
     assert rerun.returncode == 0 and len(stored(tmp_path)) == 2 * len(seeds["width_half"])
+
+
+def test_retune_gives_each_arm_its_own_learning_rate_and_both_verdicts_then_resumes(
+    tmp_path, real_mnist
+):
+    args = ("no_batchnorm", "--retune", "lr", "--retune-trials", "3", "--seeds", "2")
+    args += ("--epochs", "1", "--workers", "1")
+    process = ablate(tmp_path, *args)
+    out, err = process.communicate(timeout=900)
+    assert process.returncode == 0, err
+    chosen = json.loads((tmp_path / "results" / "retuned.json").read_text())
+    assert set(chosen) == {"reference", "no_batchnorm"}
+    assert all(c["trials"] == 3 and set(c["values"]) == {"lr"} for c in chosen.values())
+    runs = {(r["config"]["lr"], r["config"]["batchnorm"], r["seed"]) for r in stored(tmp_path)}
+    for label, batchnorm in (("reference", True), ("no_batchnorm", False)):
+        lr = chosen[label]["values"]["lr"]
+        assert {(lr, batchnorm, 0), (lr, batchnorm, 1), (1e-3, batchnorm, 0)} <= runs
+    assert any(line.startswith("| no_batchnorm-retuned ") for line in out.splitlines())
+    index = (tmp_path / "reports" / "README.md").read_text()
+    section = index[index.index("### At each arm's own settings (--retune)") :]
+    row = next(line for line in section.splitlines() if line.startswith("| no_batchnorm "))
+    assert f"lr {chosen['no_batchnorm']['values']['lr']:.3g}" in row
+    assert row.count("[") == 2  # the verdict at the reference's lr, and at its own
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "results" / "runs").iterdir()}
+
+    rerun = ablate(tmp_path, *args)
+    rerun.communicate(timeout=300)
+    assert rerun.returncode == 0
+    assert mtimes == {p: p.stat().st_mtime_ns for p in (tmp_path / "results" / "runs").iterdir()}
+    assert json.loads((tmp_path / "results" / "retuned.json").read_text()) == chosen

@@ -322,7 +322,12 @@ def test_claims_use_the_prediction_interval(data):
 
 def test_parameter_note_names_batchnorm_only_when_it_is():
     data = analysis.StudyData(
-        Plan({REFERENCE: Arm(REFERENCE, "", Config(), (0,))}, ENGINE), pd.DataFrame(), None, 0, None
+        Plan({REFERENCE: Arm(REFERENCE, "", Config(), (0,))}, ENGINE),
+        pd.DataFrame(),
+        {},
+        {},
+        0,
+        None,
     )
     assert "γ" not in claims.parameters_row(data, 569_000)["measured"]
     assert "(+30)" in claims.parameters_row(data, 569_000)["measured"]

@@ -3,6 +3,7 @@
     python -m harness.ablate no_batchnorm            # 5 seeds of the variant and the reference
     python -m harness.ablate --all --until-decided   # seeds added until each verdict is decided
     python -m harness.ablate --factorial             # every combination of the components
+    python -m harness.ablate no_batchnorm --retune lr   # also each arm at its own learning rate
     python -m harness.ablate --list
 
 Runs already stored are not trained again, so an interrupted grid resumes where it stopped and a
@@ -14,11 +15,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from harness import cli
+from harness import UserError, cli
 from harness.report import writing
 from harness.report.folder import check_report_folder
 from harness.stats.design import MARGIN, MAX_SEEDS, PILOT_SEEDS
-from harness.study import runner
+from harness.study import retune, runner
 from harness.study.factorial import DEFAULT_FACTORIAL, factorial_names, load_factorial
 from harness.study.grid import run_engine
 from harness.study.settings import StudySettings
@@ -35,6 +36,13 @@ def parse_seed_list(value: str) -> list[int]:
     if not seeds or seeds[0] < 0:
         raise argparse.ArgumentTypeError("expected one or more seeds ≥ 0")
     return seeds
+
+
+def retune_names(value: str) -> tuple[str, ...]:
+    try:
+        return retune.parse_retune(value)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix(f"--retune {value}: ")) from None
 
 
 def margin_pp(value: str) -> float:
@@ -142,6 +150,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", metavar="NAME", help="ablations to run")
     parser.add_argument("--all", action="store_true", help="run every spec in ablations/")
     parser.add_argument("--list", action="store_true", help="list the specs and exit")
+    parser.add_argument(
+        "--retune",
+        type=retune_names,
+        metavar="lr[,weight_decay]",
+        help="also train every arm at its own values of these, each found by the same small "
+        "search on validation data, and give each verdict at the reference's settings and at "
+        "the arm's own side by side",
+    )
+    parser.add_argument(
+        "--retune-trials",
+        type=cli.positive_int,
+        default=retune.RETUNE_TRIALS,
+        help=f"each arm's --retune budget, in full runs (default {retune.RETUNE_TRIALS})",
+    )
     add_study_args(parser)
     cli.add_common_args(parser)
     args = parser.parse_args(argv)
@@ -153,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--replicate repeats a factorial study: pass --factorial too")
     if args.factorial and (args.all or args.names):
         parser.error("--factorial runs the specs that are its cells: leave out NAME and --all")
+    if args.retune and (args.factorial or args.until_decided):
+        parser.error(
+            "--retune retunes one-at-a-time arms on fixed seeds: not with --factorial "
+            "or --until-decided"
+        )
     if not args.factorial and args.all == bool(args.names):
         parser.error("name one or more ablations, or pass --all (or --factorial)")
     every = args.all or args.factorial
@@ -164,16 +191,24 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = cli.results_dir(args)
     reports_dir = writing.resolve_reports_dir(args.reports_dir)
     check_report_folder(reports_dir, results_dir)
+    retune.load_retune_summaries(results_dir)  # a damaged one fails now, not after training
     settings = study_settings(args)
     plan = settings.plan(specs, run_engine(resources))
     new = runner.run(plan, results_dir, resources, "ablations")
+    if args.retune:
+        new += runner.run_retuned(plan, args.retune, args.retune_trials, results_dir, resources)
     if args.replicate or settings.replications:
         count = None if args.replicate else settings.replications
         new += runner.run_replications(plan, results_dir, resources, count)
     return writing.finish(
         results_dir,
         reports_dir,
-        labels=[spec.name for spec in specs if spec.name in plan.arms],
+        labels=[
+            label
+            for spec in specs
+            if spec.name in plan.arms
+            for label in [spec.name] + [retune.retuned_label(spec.name)] * bool(args.retune)
+        ],
         diverged_now=sum(r["status"] != "ok" for r in new),
     )
 

@@ -23,9 +23,11 @@ from harness.core.store import RunKey, RunStore
 from harness.stats import inference
 from harness.study.factorial import factorial_runs
 from harness.study.plan import TUNED, Plan, load_plan, load_search_summaries
+from harness.study.retune import baseline_of, load_retune_summaries
 from harness.study.specs import REFERENCE
 
 ABLATIONS, SELECTED = "planned ablations", "selected by the search"
+RETUNED = "at each arm's own settings"
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class StudyData:
     plan: Plan | None
     frame: pd.DataFrame
     searches: dict[str, dict[str, Any]]  # by tuned arm label: the search, then its repeats
+    retuned: dict[str, dict[str, Any]]  # by arm label: its --retune search (retune.retune_arm)
     corrupt: int  # records set aside because they did not parse
     results_dir: Path  # where the records came from: a report copies them next to itself
 
@@ -99,6 +102,7 @@ def load_study_data(results_dir: Path) -> StudyData:
         load_plan(results_dir),
         pd.DataFrame(rows),
         load_search_summaries(results_dir),
+        load_retune_summaries(results_dir),
         store.corrupt_count(),
         Path(results_dir),
     )
@@ -121,8 +125,9 @@ def correct_counts(runs: pd.DataFrame) -> np.ndarray:
 
 
 def paired_runs(data: StudyData, label: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The arm's and the reference's finished runs on the seeds both finished, row by row."""
-    variant, reference = data.ok_runs(label), data.ok_runs(REFERENCE)
+    """The arm's and its baseline's (the reference, or the retuned reference for a retuned
+    arm) finished runs on the seeds both finished, row by row."""
+    variant, reference = data.ok_runs(label), data.ok_runs(baseline_of(label))
     seeds = sorted(set(variant["seed"]) & set(reference["seed"]))
     pick = lambda runs: runs.set_index("seed").loc[seeds].reset_index()  # noqa: E731
     return pick(variant), pick(reference)

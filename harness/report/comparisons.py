@@ -19,6 +19,7 @@ import pandas as pd
 
 from harness.report.analysis import (
     ABLATIONS,
+    RETUNED,
     SELECTED,
     StudyData,
     correct_counts,
@@ -28,10 +29,12 @@ from harness.report.analysis import (
 )
 from harness.stats import design, inference, test_sets
 from harness.study.plan import Plan, is_tuned
-from harness.study.specs import REFERENCE
+from harness.study.retune import is_baseline, is_retuned
 
 
 def family_of(label: str) -> str:
+    if is_retuned(label):
+        return RETUNED
     return SELECTED if is_tuned(label) else ABLATIONS
 
 
@@ -66,7 +69,7 @@ def arm_row(
         "seconds_per_epoch": float(runs["seconds_per_epoch"].mean()) if len(runs) else math.nan,
         "first_lr_cut": first_lr_cuts(ok),
     }
-    if label != REFERENCE:
+    if not is_baseline(label):
         row.update(paired_comparison(data, label, confidence, spread))
     return row
 
@@ -85,7 +88,8 @@ def paired_comparison(
     pilot = (
         (variant["seed"] < plan.stein_design.pilot_seeds).to_numpy() if plan.stein_design else None
     )
-    if plan.stein_design is not None and not is_tuned(label) and pilot.sum() >= 2:
+    two_stage = plan.stein_design is not None and family_of(label) == ABLATIONS
+    if two_stage and pilot.sum() >= 2:
         # Stein: the pilot's pairs (the seeds the seed count was planned from) give the spread
         pilot_first = np.concatenate([d[pilot], d[~pilot]])
         n0 = int(pilot.sum())
@@ -110,7 +114,6 @@ def paired_comparison(
         inference.mcnemar_pvalue(int((v & ~r).sum()), int((r & ~v).sum()))
         for v, r in zip(v_correct, r_correct, strict=True)
     ]
-    two_stage = plan.stein_design is not None and not is_tuned(label)
     population = (math.nan, math.nan)
     if (
         n and not two_stage
@@ -179,7 +182,7 @@ def pooled_pilot_spread(data: StudyData) -> tuple[float, int] | None:
         return None
     pilots = []
     for label in plan.arms:
-        if label == REFERENCE or is_tuned(label):
+        if is_baseline(label) or is_tuned(label) or is_retuned(label):
             continue
         variant, reference = paired_runs(data, label)
         d = (variant["test_accuracy"] - reference["test_accuracy"]).to_numpy(dtype=float)
@@ -193,7 +196,7 @@ def comparison_table(data: StudyData) -> pd.DataFrame:
     test sets (for new seeds on this test set under a two-stage design, whose Stein test has no
     test-image part), and its verdict for this test set beside it."""
     labels, margin = data.labels_with_runs(), data.plan.margin
-    sizes = Counter(family_of(label) for label in labels if label != REFERENCE)
+    sizes = Counter(family_of(label) for label in labels if not is_baseline(label))
     spread = pooled_pilot_spread(data)
     frame = pd.DataFrame(
         [
@@ -208,7 +211,7 @@ def comparison_table(data: StudyData) -> pd.DataFrame:
     alphas = [1 - row.family_confidence for row in frame.itertuples()]
     frame["mde"] = [
         inference.minimum_detectable_effect(row.sd_diff, row.n_pairs, alpha)
-        if row.variant != REFERENCE and row.n_pairs > 1
+        if not is_baseline(row.variant) and row.n_pairs > 1
         else math.nan
         for row, alpha in zip(frame.itertuples(), alphas, strict=True)
     ]
@@ -216,16 +219,16 @@ def comparison_table(data: StudyData) -> pd.DataFrame:
         inference.seeds_needed(
             inference.sd_upper_bound(row.sd_diff, row.n_pairs), data.plan.margin, alpha
         )
-        if row.variant != REFERENCE and row.n_pairs > 1 and row.sd_diff > 0
+        if not is_baseline(row.variant) and row.n_pairs > 1 and row.sd_diff > 0
         else None
         for row, alpha in zip(frame.itertuples(), alphas, strict=True)
     ]
     frame["verdict"] = [
-        "—" if row.variant == REFERENCE else design.interval_verdict(*row.verdict_ci, margin)
+        "—" if is_baseline(row.variant) else design.interval_verdict(*row.verdict_ci, margin)
         for row in frame.itertuples()
     ]
     frame["verdict_this_test_set"] = [
-        "—" if row.variant == REFERENCE else design.interval_verdict(*row.family_ci, margin)
+        "—" if is_baseline(row.variant) else design.interval_verdict(*row.family_ci, margin)
         for row in frame.itertuples()
     ]
     order = frame["diff"].fillna(math.inf).rank(method="first", ascending=False)

@@ -13,8 +13,10 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from harness.report.analysis import ABLATIONS, SELECTED, StudyData, used_runs
+from harness.report.analysis import ABLATIONS, RETUNED, SELECTED, StudyData, used_runs
 from harness.stats import design, test_sets
+from harness.study import retune
+from harness.study.retune import RETUNED_SUFFIX, is_baseline
 from harness.study.specs import REFERENCE
 
 PLOTS = "plots"
@@ -92,7 +94,7 @@ def verdict_rows(frame: pd.DataFrame, margin: float, labels: list[str] | None = 
             f"seeds for ±{100 * margin:.2f} pp": seeds(row.seeds_needed),
         }
         for row in frame.itertuples()
-        if row.variant != REFERENCE and (labels is None or row.variant in labels)
+        if not is_baseline(row.variant) and (labels is None or row.variant in labels)
     ]
 
 
@@ -187,7 +189,63 @@ def verdict_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
                     f"twice the reference's ({100 * sds[REFERENCE]:.2f} pp): one run of it says "
                     "less than one run of the reference, and a few seeds can move its mean a lot."
                 )
-    return parts
+    return parts + retuned_section(data, frame)
+
+
+def retuned_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
+    """--retune: each ablation's verdict at the reference's settings and at its own, side by
+    side, the retuned ones a family of their own (paired with the retuned reference)."""
+    retuned = frame[(frame["family"] == RETUNED) & ~frame["variant"].map(is_baseline)]
+    if not len(retuned):
+        return []
+    by_label = frame.set_index("variant")
+    searches = data.retuned
+    reference = searches.get(REFERENCE, {})
+    rows = []
+    for row in retuned.itertuples():
+        label = row.variant.removesuffix(RETUNED_SUFFIX)
+        search = searches.get(label, {})
+        fixed = by_label.loc[label] if label in by_label.index else None
+        rows.append(
+            {
+                "variant": label,
+                "its own values; best val acc": _values(search),
+                "at the reference's settings: Δ [family CI], verdict": "n/a"
+                if fixed is None
+                else f"{points(fixed['diff'])} {interval(fixed['verdict_ci'], points)} "
+                f"{bold_verdict(fixed['verdict'])}",
+                "at its own: Δ [family CI], verdict": f"{points(row.diff)} "
+                f"{interval(row.verdict_ci, points)} {bold_verdict(row.verdict)}",
+                "pairs": integer(row.n_pairs),
+            }
+        )
+    trials = sorted({s["trials"] for s in searches.values()})
+    params = sorted({p for s in searches.values() for p in s["params"]})
+    return [
+        "### At each arm's own settings (--retune)",
+        f"Every arm, the reference too, got the same search for its own {', '.join(params)}: "
+        f"{' or '.join(map(str, trials))} full training runs on validation data (trial seed "
+        f"{retune.RETUNE_SEED:,}, which no arm is evaluated on; the first at the arm's own "
+        f"values, then TPE; log-uniform ranges {retune.range_text(params)}), the best "
+        "validation accuracy picking. Each retuned arm is then paired with the retuned "
+        f"reference ({_values(reference)}) on the same seeds; one error budget over the "
+        f"{len(retuned)} retuned verdict(s), for the population of the verdicts above. Weight "
+        "decay is not retuned for an arm that has none: its absence is what the arm studies.",
+        table(rows),
+        f"What the budget can rule out: that a verdict above is an artefact of settings tuned "
+        f"for the reference, within {' or '.join(map(str, trials))} trials' reach; where "
+        "both verdicts agree, the component's worth does not hinge on the learning rate. What "
+        "it cannot: a wider search (other ranges, more trials, the other hyperparameters) "
+        "could move either arm further, and each arm's chosen values are one search's noisy "
+        "pick on one validation split.",
+    ]
+
+
+def _values(search: dict[str, Any]) -> str:
+    if not search:
+        return "n/a"
+    values = ", ".join(f"{p} {v:.3g}" for p, v in search["values"].items())
+    return f"{values}; val {pct(search['best_value'])}"
 
 
 def environment_lines(data: StudyData, frame: pd.DataFrame) -> list[str]:
@@ -235,7 +293,7 @@ def procedure(data: StudyData, frame: pd.DataFrame) -> list[str]:
     correlations = ", ".join(
         f"{row.variant} {number(row.correlation, 2)}"
         for row in frame.itertuples()
-        if row.variant != REFERENCE
+        if not is_baseline(row.variant)
     )
     return [
         test,

@@ -25,6 +25,7 @@ from harness.report.pages import (
 from harness.stats import test_sets
 from harness.stats.expected_max import expected_max_curve
 from harness.stats.inference import BCA_MIN_N
+from harness.study.retune import is_baseline
 from harness.study.specs import REFERENCE
 from harness.study.tuning import pruner_rungs
 
@@ -66,7 +67,7 @@ def comparison_rows(frame: pd.DataFrame, labels: list[str] | None = None) -> lis
             "verdict": row.verdict,
         }
         for row in frame.itertuples()
-        if row.variant != REFERENCE and (labels is None or row.variant in labels)
+        if not is_baseline(row.variant) and (labels is None or row.variant in labels)
     ]
 
 

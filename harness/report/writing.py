@@ -43,6 +43,7 @@ from harness.report.factorial import (
 from harness.report.folder import DATA, ReportFolder, check_report_folder
 from harness.stats.expected_max import expected_max_curve
 from harness.study.plan import PLAN_FILE, summary_file
+from harness.study.retune import RETUNE_SUMMARY_FILE
 from harness.study.specs import REFERENCE
 
 REPORTS_DIR_ENV = "HARNESS_REPORTS_DIR"
@@ -221,7 +222,7 @@ def copy_data(data: StudyData, folder: ReportFolder) -> None:
     """Byte copies of the plan, the search summary and every record (set-aside ones too) into
     the folder's data/, laid out as a results folder."""
     source = data.results_dir
-    names = [PLAN_FILE, *map(summary_file, data.searches)]
+    names = [PLAN_FILE, RETUNE_SUMMARY_FILE, *map(summary_file, data.searches)]
     names += [f"runs/{name}" for name in data.frame["path"]]
     names += [f"runs/corrupt/{path.name}" for path in (source / "runs/corrupt").glob("*.json")]
     regenerating = (folder.root / DATA).resolve() == source.resolve()  # from the copy itself

@@ -19,12 +19,13 @@ from tqdm import tqdm
 
 from harness import UserError
 from harness.core.config import Config
-from harness.core.data import load_mnist, resolve_data_dir, split
+from harness.core.data import Mnist, load_mnist, resolve_data_dir, split
 from harness.core.record import RunRecord
 from harness.core.store import RunKey, RunStore, write_json_atomically
 from harness.core.training import resolve_device
 from harness.stats import design
 from harness.stats.factorial import planned_replicates
+from harness.study import retune
 from harness.study.executor import KilledWorker, Resources, cluster, worker_lost, worker_mnist
 from harness.study.factorial import factorial_runs
 from harness.study.grid import check_before_training, progress_counts, run_tasks
@@ -307,3 +308,47 @@ def _optimize(study, mnist, settings, resources, base, bar=None) -> None:
         settings.timeout,
         bar,
     )
+
+
+# ---------------------------------------------------------------- each arm's own settings
+
+
+def run_retuned(
+    plan: Plan, params: tuple[str, ...], trials: int, results_dir: Path, resources: Resources
+) -> list[RunRecord]:
+    """--retune: each of the plan's arms at its own values of params (retune_arms), trained on
+    its seeds beside the retuned reference."""
+    check_before_training(RunStore(results_dir), resources)
+    mnist = load_mnist(resolve_data_dir(resources.data_dir))
+    device = resolve_device(resources.device)
+    summaries = retune_arms(plan, params, mnist, results_dir, device, trials)
+    retuned = plan
+    for label, summary in summaries.items():
+        retuned = retuned.with_arm(retune.retuned_arm(plan.arms[label], summary))
+    return run(retuned, results_dir, resources, "retuned arms")
+
+
+def retune_arms(
+    plan: Plan,
+    params: tuple[str, ...],
+    mnist: Mnist,
+    results_dir: Path,
+    device: Any,
+    trials: int = retune.RETUNE_TRIALS,
+) -> dict[str, dict[str, Any]]:
+    """The same small search for each of the plan's arms (retune.retune_arm, here, one trial at
+    a time) on the trial seed's train/validation split: the test images are not in it. The
+    summaries are saved to retuned.json as each arm finishes."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage = SearchSettings(storage=None).storage_url(results_dir)
+    data = split(mnist, plan.reference.config.val_size, retune.RETUNE_SEED)
+    path = Path(results_dir) / retune.RETUNE_SUMMARY_FILE
+    saved = retune.load_retune_summaries(results_dir)
+    arms = [arm for arm in plan.arms.values() if not is_tuned(arm.label)]
+    chosen = {}
+    with tqdm(arms, desc=f"retuning {'+'.join(params)}", unit="arm", dynamic_ncols=True) as bar:
+        for arm in bar:
+            bar.set_postfix_str(arm.label)
+            chosen[arm.label] = retune.retune_arm(arm, params, storage, data, device, trials)
+            write_json_atomically(path, saved | chosen)
+    return chosen

@@ -149,12 +149,24 @@ class StorageError(UserError):
 
 
 def open_study(
-    name: str, storage: str, seed: int | None, epoch_cap: int = DEFAULT_EPOCH_CAP
+    name: str,
+    storage: str,
+    seed: int | None,
+    epoch_cap: int = DEFAULT_EPOCH_CAP,
+    pruner: optuna.pruners.BasePruner | None = None,
 ) -> optuna.Study:
     """seed=None: the sampler draws fresh randomness (processes sharing a storage must not all
-    propose the same first trials). constant_liar keeps parallel workers apart."""
+    propose the same first trials). constant_liar keeps parallel workers apart. The pruner is
+    the search's successive halving over epochs unless another is given."""
+    pruner = pruner or optuna.pruners.SuccessiveHalvingPruner(
+        # at each rung (epochs 1, 3, 9 and 27 for a cap of 30), a trial goes on only if it is in
+        # the best third of the trials that reached that epoch: most of the budget goes to the
+        # most promising trials
+        min_resource=pruner_min_epochs(epoch_cap),
+        reduction_factor=PRUNER_FACTOR,
+    )
     try:
-        return _create_study(name, storage, seed, epoch_cap)
+        return _create_study(name, storage, seed, pruner)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as error:
         cause = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
         raise StorageError(
@@ -162,7 +174,9 @@ def open_study(
         ) from error
 
 
-def _create_study(name: str, storage: str, seed: int | None, epoch_cap: int) -> optuna.Study:
+def _create_study(
+    name: str, storage: str, seed: int | None, pruner: optuna.pruners.BasePruner
+) -> optuna.Study:
     # A trial whose worker was killed (Ctrl-C, SIGKILL) sends no more heartbeats: the next
     # trial to start marks it failed instead of leaving it RUNNING, a lie to the sampler.
     # Heartbeats are experimental in Optuna 5; chosen knowingly, so not warned of on every open.
@@ -175,12 +189,7 @@ def _create_study(name: str, storage: str, seed: int | None, epoch_cap: int) -> 
         direction="maximize",
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True),
-        # at each rung (epochs 1, 3, 9 and 27 for a cap of 30), a trial goes on only if it is in
-        # the best third of the trials that reached that epoch: most of the budget goes to the
-        # most promising trials
-        pruner=optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=pruner_min_epochs(epoch_cap), reduction_factor=PRUNER_FACTOR
-        ),
+        pruner=pruner,
     )
 
 

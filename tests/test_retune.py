@@ -1,0 +1,82 @@
+"""--retune on tiny synthetic data: the same search per arm, on validation data only."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from harness import UserError
+from harness.core.data import Mnist
+from harness.study import runner
+from harness.study.plan import Arm, Plan
+from harness.study.retune import (
+    RETUNE_SEED,
+    RETUNE_SUMMARY_FILE,
+    parse_retune,
+    retuned_arm,
+    retuned_params,
+)
+from harness.study.specs import REFERENCE
+from harness.study.tuning import TRIAL_SEEDS_FROM
+from tests.conftest import TINY, synthetic_mnist
+
+NO_WD = dataclasses.replace(TINY, weight_decay=0.0)
+
+
+def tiny_plan() -> Plan:
+    return Plan(
+        {
+            REFERENCE: Arm(REFERENCE, "the reference", TINY, (0, 1)),
+            "no_weight_decay": Arm("no_weight_decay", "no WD", NO_WD, (0, 1)),
+        },
+        "cpu1t",
+    )
+
+
+def test_retune_names_are_checked():
+    assert parse_retune("lr, weight_decay,lr") == ("lr", "weight_decay")
+    with pytest.raises(UserError, match="expected one or more of lr, weight_decay"):
+        parse_retune("lr,momentum")
+
+
+def test_an_arm_without_weight_decay_keeps_it_off():
+    assert retuned_params(TINY, ("lr", "weight_decay")) == ("lr", "weight_decay")
+    assert retuned_params(NO_WD, ("lr", "weight_decay")) == ("lr",)
+
+
+def test_each_arm_gets_the_same_search_starting_from_its_own_values_and_resumes(tmp_path):
+    plan = tiny_plan()
+    mnist = synthetic_mnist()
+    chosen = runner.retune_arms(plan, ("lr", "weight_decay"), mnist, tmp_path, "cpu")
+    reference, no_wd = chosen[REFERENCE], chosen["no_weight_decay"]
+    assert reference["trials"] == no_wd["trials"] == 8
+    assert set(reference["values"]) == {"lr", "weight_decay"} and set(no_wd["values"]) == {"lr"}
+    assert reference["own_values"] == {"lr": TINY.lr, "weight_decay": TINY.weight_decay}
+    assert RETUNE_SEED >= TRIAL_SEEDS_FROM and reference["trial_seed"] == RETUNE_SEED
+    assert json.loads((tmp_path / RETUNE_SUMMARY_FILE).read_text()) == json.loads(
+        json.dumps(chosen)
+    )
+    arm = retuned_arm(plan.arms["no_weight_decay"], no_wd)
+    assert arm.label == "no_weight_decay-retuned" and arm.seeds == (0, 1)
+    assert arm.config == dataclasses.replace(NO_WD, lr=no_wd["values"]["lr"])
+    again = runner.retune_arms(plan, ("lr", "weight_decay"), mnist, tmp_path, "cpu")
+    assert again == chosen  # a finished search trains nothing more and chooses the same
+
+
+def test_the_choice_reads_validation_data_only(tmp_path):
+    """The same training images with another test set (random labels, other images) choose
+    exactly the same values with exactly the same validation accuracies."""
+    plan = tiny_plan()
+    clean = synthetic_mnist()
+    generator = torch.Generator().manual_seed(7)
+    scrambled = Mnist(
+        clean.train_images,
+        clean.train_labels,
+        torch.randn(clean.test_images.shape, generator=generator),
+        torch.randint(0, 10, clean.test_labels.shape, generator=generator),
+    )
+    (tmp_path / "clean").mkdir(), (tmp_path / "scrambled").mkdir()
+    first = runner.retune_arms(plan, ("lr",), clean, tmp_path / "clean", "cpu")
+    second = runner.retune_arms(plan, ("lr",), scrambled, tmp_path / "scrambled", "cpu")
+    assert first == second
