@@ -62,7 +62,11 @@ def one_line_exit_2(command: list[str], cwd: Path = PROJECT_ROOT) -> str:
 
 @pytest.mark.parametrize("damage", DAMAGED)
 def test_a_damaged_plan_or_search_summary_is_one_line_naming_it(tmp_path, damage):
-    for name, what in [("plan.json", "plan"), ("tuned.json", "search summary")]:
+    for name, what in [
+        ("plan.json", "plan"),
+        ("tuned.json", "search summary"),
+        ("retuned.json", "retune summary"),
+    ]:
         results = tmp_path / name
         results.mkdir()
         (results / name).write_text(DAMAGED[damage], encoding="latin-1")

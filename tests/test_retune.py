@@ -9,10 +9,9 @@ import torch
 from harness import UserError
 from harness.core.data import Mnist
 from harness.study import runner
-from harness.study.plan import Arm, Plan
+from harness.study.plan import RETUNE_SUMMARY_FILE, Arm, Plan
 from harness.study.retune import (
     RETUNE_SEED,
-    RETUNE_SUMMARY_FILE,
     parse_retune,
     retuned_arm,
     retuned_params,

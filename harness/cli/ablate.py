@@ -22,6 +22,7 @@ from harness.stats.design import MARGIN, MAX_SEEDS, PILOT_SEEDS
 from harness.study import retune, runner
 from harness.study.factorial import DEFAULT_FACTORIAL, factorial_names, load_factorial
 from harness.study.grid import run_engine
+from harness.study.plan import check_saved_files
 from harness.study.settings import StudySettings
 from harness.study.specs import DEFAULT_SEEDS, SpecError, every_spec, load_specs, spec_names
 
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = cli.results_dir(args)
     reports_dir = writing.resolve_reports_dir(args.reports_dir)
     check_report_folder(reports_dir, results_dir)
-    retune.load_retune_summaries(results_dir)  # a damaged one fails now, not after training
+    check_saved_files(results_dir)
     settings = study_settings(args)
     plan = settings.plan(specs, run_engine(resources))
     new = runner.run(plan, results_dir, resources, "ablations")

@@ -372,11 +372,34 @@ SUMMARY_FIELDS: dict[str, Any] = {
 }
 
 
+RETUNE_SUMMARY_FILE = "retuned.json"  # --retune: each arm's own values and their search
+
+
+def load_retune_summaries(results_dir: Path) -> dict[str, dict[str, Any]]:
+    """Each retuned arm's search, by the arm's label ({} before any)."""
+    path = Path(results_dir) / RETUNE_SUMMARY_FILE
+    if not path.is_file():
+        return {}
+    remedy = "move it away and rerun with --retune: it rewrites it from its study database"
+    return read_json_file(path, "retune summary", _checked_summaries, remedy)
+
+
+def _checked_summaries(data: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(data, dict):
+        raise TypeError(f"expected an object by arm, got {data!r:.60}")
+    for summary in data.values():
+        if not all(isinstance(v, float) for v in summary["values"].values()):
+            raise TypeError(f"values: expected numbers, got {summary['values']!r:.60}")
+        float(summary["best_value"])
+    return data
+
+
 def check_saved_files(results_dir: Path) -> None:
     """Fails in one line, before any training, where the saved plan or search summary is
     damaged (rather than after a search that took an hour)."""
     load_plan(results_dir)
     load_search_summaries(results_dir)
+    load_retune_summaries(results_dir)
 
 
 def tuned_arm(summary: dict[str, Any], seeds: list[int], label: str = TUNED) -> Arm:

@@ -30,12 +30,14 @@ from harness.study.executor import KilledWorker, Resources, cluster, worker_lost
 from harness.study.factorial import factorial_runs
 from harness.study.grid import check_before_training, progress_counts, run_tasks
 from harness.study.plan import (
+    RETUNE_SUMMARY_FILE,
     TUNED,
     Plan,
     as_replication,
     check_evaluation_seeds,
     is_tuned,
     load_plan,
+    load_retune_summaries,
     summary_file,
     update_plan,
 )
@@ -342,8 +344,8 @@ def retune_arms(
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = SearchSettings(storage=None).storage_url(results_dir)
     data = split(mnist, plan.reference.config.val_size, retune.RETUNE_SEED)
-    path = Path(results_dir) / retune.RETUNE_SUMMARY_FILE
-    saved = retune.load_retune_summaries(results_dir)
+    path = Path(results_dir) / RETUNE_SUMMARY_FILE
+    saved = load_retune_summaries(results_dir)
     arms = [arm for arm in plan.arms.values() if not is_tuned(arm.label)]
     chosen = {}
     with tqdm(arms, desc=f"retuning {'+'.join(params)}", unit="arm", dynamic_ncols=True) as bar:
