@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             repeats = [searching.repeat(number) for number in range(searching.repeats)]
             studies = [open_study(r.study, storage, r.sampler_seed()) for r in repeats]
             done = sum(min(searching.trials, finished_count(study)) for study in studies)
-            steps = searching.trials * searching.repeats + retrain_seeds * searching.repeats
+            steps = (searching.trials + retrain_seeds) * searching.repeats
             _count(bar, store, plan, resources, done, steps)
             summaries = run_searches(searching, results_dir, resources, plan.reference.config, bar)
             plan = dataclasses.replace(plan, search=searching.describe(summaries[TUNED]))

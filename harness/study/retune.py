@@ -13,7 +13,6 @@ reference, beside the verdicts at the reference's settings.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -22,16 +21,15 @@ from harness import UserError
 from harness.core.config import Config
 from harness.core.data import Split
 from harness.core.training import fit
-from harness.study.plan import Arm, read_json_file
+from harness.study.plan import Arm
 from harness.study.specs import REFERENCE
-from harness.study.tuning import FINISHED, TRIAL_SEEDS_FROM, open_study
+from harness.study.tuning import TRIAL_SEEDS_FROM, finished_count, open_study
 
 RETUNABLE = {"lr": (1e-4, 1e-2), "weight_decay": (1e-6, 1e-2)}  # log-uniform ranges
 RETUNE_TRIALS = 8
 RETUNE_SEED = TRIAL_SEEDS_FROM + 500_000  # beside the searches' repeats, never an evaluation seed
 RETUNED_SUFFIX = "-retuned"
 RETUNED_REFERENCE = REFERENCE + RETUNED_SUFFIX
-RETUNE_SUMMARY_FILE = "retuned.json"
 
 
 def parse_retune(value: str) -> tuple[str, ...]:
@@ -102,38 +100,18 @@ def retune_arm(
             raise optuna.TrialPruned(f"diverged at epoch {result.diverged_epoch}")
         return result.best_val_accuracy
 
-    remaining = trials - len(study.get_trials(deepcopy=False, states=FINISHED))
+    remaining = trials - finished_count(study)
     if remaining > 0:
         study.optimize(objective, n_trials=remaining, catch=())
-    values = [t.value for t in study.get_trials(deepcopy=False, states=FINISHED)]
     return {
         "study": name,
         "params": own,
         "values": study.best_params,
         "best_value": study.best_value,
         "own_values": {p: getattr(arm.config, p) for p in own},
-        "trials": len(values),
+        "trials": finished_count(study),
         "trial_seed": seed,
     }
-
-
-def load_retune_summaries(results_dir: Path) -> dict[str, dict[str, Any]]:
-    """Each retuned arm's search, by the arm's label ({} before any)."""
-    path = Path(results_dir) / RETUNE_SUMMARY_FILE
-    if not path.is_file():
-        return {}
-    remedy = "move it away and rerun with --retune: it rewrites it from its study database"
-    return read_json_file(path, "retune summary", _checked_summaries, remedy)
-
-
-def _checked_summaries(data: Any) -> dict[str, dict[str, Any]]:
-    if not isinstance(data, dict):
-        raise TypeError(f"expected an object by arm, got {data!r:.60}")
-    for summary in data.values():
-        if not all(isinstance(v, float) for v in summary["values"].values()):
-            raise TypeError(f"values: expected numbers, got {summary['values']!r:.60}")
-        float(summary["best_value"])
-    return data
 
 
 def retuned_arm(arm: Arm, summary: dict[str, Any]) -> Arm:
