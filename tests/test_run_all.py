@@ -184,3 +184,11 @@ def test_repeated_searches_resume_and_never_train_a_trial_on_an_evaluation_seed(
     variance = page[page.index("## The search's own variance") :]
     assert all(f"| {label} " in variance for label in ("tuned", "tuned-repeat2", "tuned-repeat3"))
     assert "## Expected best validation accuracy by number of trials" in page
+
+    # the study as reports/data keeps it, without its database, resumes without searching
+    summaries = {path.name: path.read_text() for path in results.glob("tuned*.json")}
+    (results / "search.db").rename(tmp_path / "search.db")
+    search(3)
+    assert not (results / "search.db").exists()
+    assert {path.name: path.read_text() for path in results.glob("tuned*.json")} == summaries
+    assert len(RunStore(results).records()) == len(records)

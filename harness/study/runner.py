@@ -38,6 +38,7 @@ from harness.study.plan import (
     is_tuned,
     load_plan,
     load_retune_summaries,
+    load_search_summary,
     summary_file,
     update_plan,
 )
@@ -221,7 +222,11 @@ def run_search(
 ) -> dict[str, Any]:
     """Searches until the study holds settings.trials finished trials and saves its summary,
     which names the tuned config (in <label>.json). A rerun of a finished search starts no
-    worker."""
+    worker; its saved summary is enough, so a study copied without its database (reports/data)
+    resumes too."""
+    saved = load_search_summary(results_dir, label)
+    if saved is not None and _summary_covers(saved, settings):
+        return saved
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a Ctrl-C'd trial is no traceback
     if resources.scheduler and not settings.storage:
         raise UserError(
@@ -249,6 +254,16 @@ def run_search(
     summary = summarize(study, storage) | {"trial_seed": settings.seed}
     write_json_atomically(Path(results_dir) / summary_file(label), summary)
     return summary
+
+
+def _summary_covers(summary: dict[str, Any], settings: SearchSettings) -> bool:
+    """Whether a saved search is this one (its study and trial seed) with enough finished trials."""
+    finished = summary["counts"].get("complete", 0) + summary["counts"].get("pruned", 0)
+    return (
+        summary["study"] == settings.study
+        and summary.get("trial_seed") == settings.seed
+        and finished >= settings.trials
+    )
 
 
 def _optimize_on_cluster(study, storage, settings, resources, base, bar) -> None:
