@@ -124,11 +124,73 @@ def test_a_stacked_member_with_dropout_stays_paired_with_its_seeds_single_run(ti
 def test_dropout_masks_drop_at_the_rate_and_rescale(tiny_mnist):
     config = dataclasses.replace(TINY, dropout=(0.5, 0.0))
     trainer = StackedTrainer(config, [0, 1], splits(tiny_mnist, config, [0, 1]))
-    trainer._draw_masks(DROPOUT_BLOCK)
-    masks = trainer.masks
+    trainer._draw_uniforms(DROPOUT_BLOCK)
+    masks = torch.stack([trainer.member_masks(trainer.uniforms[:, s]) for s in range(32)])
     assert set(masks.unique().tolist()) == {0.0, 2.0}
     assert (masks == 0).double().mean().item() == pytest.approx(0.5, abs=0.02)
-    assert not torch.equal(masks[0], masks[1])  # each member its own masks
+    assert not torch.equal(masks[:, 0], masks[:, 1])  # each member its own masks
+
+
+def test_trials_of_one_seed_drop_at_their_own_rates_from_the_seeds_draws(tiny_mnist):
+    configs = [dataclasses.replace(TINY, dropout=rates) for rates in [(0.5, 0.0), (0.1, 0.3)]]
+    trainer = StackedTrainer(configs, [0, 0], splits(tiny_mnist, TINY, [0]))
+    trainer._draw_uniforms(DROPOUT_BLOCK)
+    masks = torch.stack([trainer.member_masks(trainer.uniforms[:, s]) for s in range(32)])
+    first, second = masks[:, 0, :32], masks[:, 1, :32]  # the first hidden layer's rows
+    assert set(first.unique().tolist()) == {0.0, 2.0}
+    assert second.unique().tolist() == [0.0, pytest.approx(1 / 0.9)]
+    assert bool((second == 0).le(first == 0).all())  # one seed's draws: nested masks
+    assert torch.equal(masks[:, 0, 32:], torch.ones_like(masks[:, 0, 32:]))  # rate 0: kept
+    assert (masks[:, 1, 32:] == 0).double().mean().item() == pytest.approx(0.3, abs=0.03)
+
+
+TRIALS = [  # one shape and seed; each its own lr, weight decay, rates, shift, schedule, epochs
+    dataclasses.replace(
+        TINY, epochs=3, lr=3e-3, weight_decay=0.0, dropout=(0.2, 0.1), shift=2, scheduler_patience=0
+    ),
+    dataclasses.replace(
+        TINY, epochs=2, weight_decay=1e-3, dropout=(0.4, 0.05), scheduler_factor=0.3
+    ),
+    dataclasses.replace(TINY, epochs=3, lr=2e-3, dropout=(0.1, 0.2), shift=1, scheduler="none"),
+]
+
+
+def test_trials_of_one_shape_stacked_each_follow_their_own_config_alone(tiny_mnist):
+    """The search's stacks: members of one seed's split, each with its own hyperparameters
+    (every layer dropped by all of them: which layers the stack drops at all sets the layout
+    of a seed's dropout draws)."""
+    data = splits(tiny_mnist, TINY, [7])
+    stack = fit_stacked(TRIALS, [7] * len(TRIALS), data)
+    for config, member in zip(TRIALS, stack, strict=True):
+        alone = fit_stacked(config, [7], data)[0]
+        assert len(member.history) == config.epochs
+        assert_same_member(member, alone)
+        for name, tensor in alone.model.state_dict().items():
+            torch.testing.assert_close(member.model.state_dict()[name], tensor, msg=name)
+    assert len({tuple(curves(member)["train_loss"][:2]) for member in stack}) == len(TRIALS)
+
+
+def test_a_member_stopped_by_on_epoch_ends_there_and_the_others_go_on(tiny_mnist):
+    data = splits(tiny_mnist, TINY, [7])
+    calls = []
+
+    def prune_the_second_after_one_epoch(member, entry):
+        calls.append((member, entry["epoch"]))
+        return (member, entry["epoch"]) != (1, 1)
+
+    pruned = fit_stacked(TRIALS, [7] * 3, data, on_epoch=prune_the_second_after_one_epoch)
+    full = fit_stacked(TRIALS, [7] * 3, data)
+    assert calls == [(0, 1), (1, 1), (2, 1), (0, 2), (2, 2), (0, 3), (2, 3)]
+    assert curves(pruned[1]) == {key: values[:1] for key, values in curves(full[1]).items()}
+    assert pruned[1].best_epoch == 1
+    assert_same_member(pruned[0], full[0])
+    assert_same_member(pruned[2], full[2])
+
+
+def test_members_of_different_shapes_are_refused(tiny_mnist):
+    wider = dataclasses.replace(TINY, hidden_widths=(64, 16))
+    with pytest.raises(ValueError, match="one width, BatchNorm, activation and batch"):
+        StackedTrainer([TINY, wider], [0, 0], splits(tiny_mnist, TINY, [0]))
 
 
 def test_best_weights_reproduce_the_best_validation_accuracy(tiny_mnist):

@@ -18,19 +18,23 @@ K = 3
 SHAPES = [(K, 7, 5), (K, 7, 1), (K, 10, 7)]  # [K, out, in] weights and [K, out, 1] biases
 LRS = [1e-3, 5e-4, 0.0]  # the last member frozen, as StackedTrainer.freeze leaves it
 WEIGHT_DECAY = 1e-4
+WEIGHT_DECAYS = [1e-4, 3e-2, 0.0]  # trials stacked: each member its own
 
 
-def train(adam, steps: int, device: str = "cpu") -> list[torch.Tensor]:
-    """Parameters and moments after `steps` Adam steps on seeded random gradients."""
+def train(adam, steps: int, device: str = "cpu", weight_decay=WEIGHT_DECAY) -> list[torch.Tensor]:
+    """Parameters and moments after `steps` Adam steps on seeded random gradients; weight_decay
+    one for all, or a list, one per member."""
     generator = torch.Generator().manual_seed(0)
     params = [torch.randn(shape, generator=generator).to(device) for shape in SHAPES]
     exp_avgs = [torch.zeros_like(p) for p in params]
     exp_avg_sqs = [torch.zeros_like(p) for p in params]
     step_count = torch.zeros((), dtype=torch.float64, device=device)
     lr = torch.tensor(LRS, device=device).view(K, 1, 1)
+    if isinstance(weight_decay, list):
+        weight_decay = torch.tensor(weight_decay, device=device).view(K, 1, 1)
     for _ in range(steps):
         grads = [torch.randn(shape, generator=generator).to(device) for shape in SHAPES]
-        adam(params, grads, exp_avgs, exp_avg_sqs, step_count, lr, WEIGHT_DECAY)
+        adam(params, grads, exp_avgs, exp_avg_sqs, step_count, lr, weight_decay)
     assert step_count.item() == steps
     return [t.cpu() for t in (*params, *exp_avgs, *exp_avg_sqs)]
 
@@ -46,20 +50,24 @@ def interpreted(monkeypatch):
     importlib.reload(adam)
 
 
-def test_foreach_adam_is_torch_adam_with_each_members_lr():
+@pytest.mark.parametrize("weight_decays", [[WEIGHT_DECAY] * K, WEIGHT_DECAYS])
+def test_foreach_adam_is_torch_adam_with_each_members_lr_and_weight_decay(weight_decays):
     generator = torch.Generator().manual_seed(0)  # the draws of train(), in its order
     initial = [torch.randn(shape, generator=generator) for shape in SHAPES]
     members = []
-    for k, lr in enumerate(LRS):
+    for k, (lr, decay) in enumerate(zip(LRS, weight_decays, strict=True)):
         params = [t[k].clone().requires_grad_() for t in initial]
-        members.append((params, torch.optim.Adam(params, lr=lr, weight_decay=WEIGHT_DECAY)))
+        members.append((params, torch.optim.Adam(params, lr=lr, weight_decay=decay)))
     for _ in range(4):
         grads = [torch.randn(shape, generator=generator) for shape in SHAPES]
         for k, (params, optimizer) in enumerate(members):
             for p, g in zip(params, grads, strict=True):
                 p.grad = g[k].clone()
             optimizer.step()
-    stacked = train(foreach_adam, 4)
+    one_for_all = len(set(weight_decays)) == 1
+    stacked = train(
+        foreach_adam, 4, weight_decay=weight_decays[0] if one_for_all else weight_decays
+    )
     for i in range(len(SHAPES)):
         expected = torch.stack([params[i].detach() for params, _ in members])
         torch.testing.assert_close(stacked[i], expected, rtol=1e-6, atol=1e-7)
@@ -71,6 +79,11 @@ def test_fused_kernel_agrees_with_foreach_ops(interpreted):
     fused = train(interpreted.fused_adam, 5)
     for got, expected in zip(fused, train(foreach_adam, 5), strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
+    decays = WEIGHT_DECAYS  # one per member
+    fused_each = train(interpreted.fused_adam, 5, weight_decay=decays)
+    for got, expected in zip(fused_each, train(foreach_adam, 5, weight_decay=decays), strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(fused_each[0][1], fused[0][1])  # member 1's own decay acted
     initial = train(interpreted.fused_adam, 0)
     for i in range(len(SHAPES)):  # lr 0: the frozen member's weights did not move
         assert torch.equal(fused[i][K - 1], initial[i][K - 1])

@@ -1,5 +1,6 @@
 """Adam for the stacked model: torch.optim.Adam's update (coupled L2 weight decay, bias
-correction) with a learning rate per member, in two implementations of one formula.
+correction) with a learning rate and a weight decay per member, in two implementations of one
+formula.
 
 - foreach_adam: torch's foreach ops, any device. Nine passes over the K stacked copies of every
   tensor (each pass reads and writes all of them): over 40% of a K = 32 step on an H100.
@@ -33,10 +34,10 @@ if HAS_TRITON:
         exp_avg,
         exp_avg_sq,
         step_size,  # [K]: -lr / bias_correction1 of each member
+        weight_decay,  # [K]
         bias_correction2_sqrt,  # a one-element tensor
         numel,
         member_numel,
-        weight_decay,
         one_minus_beta1,
         beta2,
         one_minus_beta2,
@@ -49,12 +50,13 @@ if HAS_TRITON:
         g = tl.load(grad + offsets, mask=mask)
         m = tl.load(exp_avg + offsets, mask=mask)
         v = tl.load(exp_avg_sq + offsets, mask=mask)
-        g = g + weight_decay * p
+        member = offsets // member_numel
+        g = g + tl.load(weight_decay + member, mask=mask) * p
         m = m + one_minus_beta1 * (g - m)  # torch.lerp(m, g, 1 - beta1)
         v = v * beta2 + one_minus_beta2 * g * g
         # IEEE square root and division, as torch's (Triton's plain ones are approximate)
         denom = tl.div_rn(tl.sqrt_rn(v), tl.load(bias_correction2_sqrt)) + eps
-        size = tl.load(step_size + offsets // member_numel, mask=mask)
+        size = tl.load(step_size + member, mask=mask)
         tl.store(param + offsets, p + size * tl.div_rn(m, denom), mask=mask)
         tl.store(exp_avg + offsets, m, mask=mask)
         tl.store(exp_avg_sq + offsets, v, mask=mask)
@@ -77,12 +79,16 @@ def foreach_adam(
     exp_avg_sqs: list[torch.Tensor],
     step_count: torch.Tensor,
     lr: torch.Tensor,
-    weight_decay: float,
+    weight_decay: float | torch.Tensor,
 ) -> None:
     """One Adam step of every stacked tensor [K, ...] in place; step_count (Adam's t) is
-    incremented here, lr is [K, 1, 1]. grads are consumed (weight decay is added to them)."""
+    incremented here, lr is [K, 1, 1], weight_decay one for all members or [K, 1, 1]. grads
+    are consumed (weight decay is added to them)."""
     beta1, beta2 = ADAM_BETAS
-    if weight_decay:
+    if isinstance(weight_decay, torch.Tensor):
+        for grad, param in zip(grads, params, strict=True):
+            grad.addcmul_(param, weight_decay)
+    elif weight_decay:
         torch._foreach_add_(grads, params, alpha=weight_decay)
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
@@ -104,13 +110,17 @@ def fused_adam(
     exp_avg_sqs: list[torch.Tensor],
     step_count: torch.Tensor,
     lr: torch.Tensor,
-    weight_decay: float,
+    weight_decay: float | torch.Tensor,
 ) -> None:
     """foreach_adam's step in one Triton kernel per tensor (contiguous tensors only)."""
     beta1, beta2 = ADAM_BETAS
     step_count.add_(1)
     step_size, bias_correction2_sqrt = bias_corrections(step_count, lr)
     step_size = step_size.view(-1)
+    if isinstance(weight_decay, torch.Tensor):
+        weight_decay = weight_decay.reshape(-1).float()
+    else:  # a fill on the device, no copy from the host: a CUDA graph can capture it
+        weight_decay = torch.full_like(step_size, weight_decay)
     for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs, strict=True):
         if not all(t.is_contiguous() for t in (p, g, m, v)):
             raise ValueError("fused_adam: every tensor must be contiguous")
@@ -121,10 +131,10 @@ def fused_adam(
             m,
             v,
             step_size,
+            weight_decay,
             bias_correction2_sqrt,
             numel,
             numel // p.shape[0],
-            float(weight_decay),
             1 - beta1,
             beta2,
             1 - beta2,

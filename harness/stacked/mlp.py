@@ -1,8 +1,9 @@
-"""K copies of one config's network as batched tensors (weights K × out × in): the stacked
-model that harness.stacked.model trains. Member k starts from seed k's single-run weights."""
+"""K networks of one shape as batched tensors (weights K × out × in): the stacked model that
+harness.stacked.model trains. Member k starts from its seed's single-run weights."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,12 +25,28 @@ class _Layer:
     bias: torch.Tensor  # [K, out, 1]
     norm: tuple[torch.Tensor, ...] | None  # γ, β [K, out, 1]; running mean, var [K, out]
     activation: bool
-    dropout: float
+    drops: bool  # a dropout slot: some member drops units of this layer
     drop_offset: int  # first row of this layer's masks in the dropout block
 
 
+def stack_shape(configs: Sequence[Config]) -> Config:
+    """The network that every member's fits: their common widths, BatchNorm and activation,
+    with a dropout slot in each hidden layer that any member drops (the highest rate there)."""
+    first = configs[0]
+    for config in configs[1:]:
+        if (config.hidden_widths, config.batchnorm, config.activation, config.batch_size) != (
+            first.hidden_widths,
+            first.batchnorm,
+            first.activation,
+            first.batch_size,
+        ):
+            raise ValueError("stacked members need one width, BatchNorm, activation and batch")
+    rates = zip(*(config.dropout for config in configs), strict=True)  # layer by layer
+    return dataclasses.replace(first, dropout=tuple(map(max, rates)))
+
+
 class StackedMLP:
-    """K copies of build_model(config)'s network, member k initialized as seed k's single run.
+    """K networks of one shape (stack_shape), member k initialized as its seed's single run.
 
     Activations are feature-major, [K, features, batch]: each layer is one baddbmm, and
     BatchNorm is one F.batch_norm over K × width channels with no transposing copy.
@@ -37,16 +54,19 @@ class StackedMLP:
 
     def __init__(
         self,
-        config: Config,
+        configs: Sequence[Config],
         seeds: Sequence[int],
         device: torch.device,
         cudnn_batchnorm: bool = False,
     ) -> None:
-        states = []
-        for seed in seeds:
-            with global_stream(seed, "init"):  # as training.fit
-                states.append(build_model(config).state_dict())
-        self.template = build_model(config)  # the module layout, for unstacking
+        shape = stack_shape(configs)
+        inits = {}  # by seed: members of one seed (trials) start alike
+        for seed in dict.fromkeys(seeds):
+            # as training.fit; dropout holds no weights, so any member's rates give this init
+            with global_stream(seed, "init"):
+                inits[seed] = build_model(shape).state_dict()
+        states = [inits[seed] for seed in seeds]
+        self.template = build_model(shape)  # the module layout, for unstacking
         self.state: dict[str, torch.Tensor] = {}  # state_dict key -> stacked tensor
         for key, value in states[0].items():
             if key.endswith("num_batches_tracked"):
@@ -55,20 +75,20 @@ class StackedMLP:
             if not key.endswith(("running_mean", "running_var")) and value.dim() == 1:
                 stacked = stacked.unsqueeze(-1)  # [K, out, 1]: broadcasts against [K, out, b]
             self.state[key] = stacked.clone(memory_format=torch.contiguous_format)
-        self.activation = ACTIVATIONS[config.activation]
+        self.activation = ACTIVATIONS[shape.activation]
         self.layers: list[_Layer] = []
         self.drop_width = 0
         for index, module in enumerate(self.template):
             if isinstance(module, nn.Linear):
                 weight, bias = self.state[f"{index}.weight"], self.state[f"{index}.bias"]
-                self.layers.append(_Layer(weight, bias, None, False, 0.0, 0))
+                self.layers.append(_Layer(weight, bias, None, False, False, 0))
             elif isinstance(module, nn.BatchNorm1d):
                 self.layers[-1].norm = tuple(
                     self.state[f"{index}.{name}"]
                     for name in ("weight", "bias", "running_mean", "running_var")
                 )
             elif isinstance(module, nn.Dropout):
-                self.layers[-1].dropout, self.layers[-1].drop_offset = module.p, self.drop_width
+                self.layers[-1].drops, self.layers[-1].drop_offset = True, self.drop_width
                 self.drop_width += self.layers[-1].weight.shape[1]  # the layer's width
             else:
                 self.layers[-1].activation = True
@@ -105,18 +125,22 @@ class StackedMLP:
                     ).view(k, width, b)
                 if layer.activation:
                     h = self.activation(h)
-                if layer.dropout > 0 and masks is not None:
+                if layer.drops and masks is not None:
                     h = h * masks[:, layer.drop_offset : layer.drop_offset + h.shape[1]]
         return h
 
-    def member_state(self, k: int, state: dict[str, torch.Tensor] | None = None) -> dict:
-        """Member k's slice of a stacked state as build_model(config)'s state_dict."""
+    def member_state(
+        self, k: int, model: nn.Module, state: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Member k's slice of a stacked state as its own model's state_dict: the same tensors
+        in the same order, numbered without the dropout slots that the member does not use."""
         state = self.state if state is None else state
-        shapes = self.template.state_dict()
         out = {}
-        for key, template in shapes.items():
+        for (key, template), own_key in zip(
+            self.template.state_dict().items(), model.state_dict(), strict=True
+        ):
             if key.endswith("num_batches_tracked"):
-                out[key] = template.clone()
+                out[own_key] = template.clone()
             else:
-                out[key] = state[key][k].detach().reshape(template.shape).clone()
+                out[own_key] = state[key][k].detach().reshape(template.shape).clone()
         return out

@@ -40,7 +40,8 @@ trainer live in harness.stacked.model; their names are importable from here.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 
@@ -62,39 +63,35 @@ __all__ = [
 
 
 def fit_stacked(
-    config: Config,
+    config: Config | Sequence[Config],
     seeds: Sequence[int],
     data_per_seed: Iterable[Split],
     device: torch.device | str = CPU,
     graphs: bool | None = None,
+    on_epoch: Callable[[int, dict[str, Any]], bool] | None = None,
 ) -> list[FitResult]:
-    """training.fit for each seed at once, one stacked model: results in the order of seeds,
-    each model holding that member's weights of its best validation epoch. graphs: each full
-    batch's step replayed as a CUDA graph (None: when the device is CUDA)."""
+    """training.fit for each member at once, one stacked model: results in the order of seeds,
+    each model holding that member's weights of its best validation epoch.
+
+    config: one for every seed, or one per member (StackedTrainer: one shape, one split per
+    distinct seed); a member trains its own config's epochs. on_epoch(member, entry) is called
+    with each of a member's epochs, as fit's on_epoch; False stops that member there (a pruned
+    trial), its best epoch so far kept. graphs: each full batch's step replayed as a CUDA graph
+    (None: when the device is CUDA)."""
     device = torch.device(device)
     graphs = device.type == "cuda" if graphs is None else graphs
     mode = "graph" if graphs else "eager"
     trainer = StackedTrainer(config, seeds, data_per_seed, device, mode=mode)
-    k, n = trainer.labels.shape
-    n_val = trainer.val_labels.shape[1]
-    results = [FitResult(build_model(config)) for _ in seeds]
-    schedulers = [None] * k
-    if config.scheduler == "plateau":  # one torch scheduler per member, on a dummy optimizer
-        schedulers = [
-            torch.optim.lr_scheduler.ReduceLROnPlateau(
-                torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr),
-                mode="max",
-                factor=config.scheduler_factor,
-                patience=config.scheduler_patience,
-            )
-            for _ in seeds
-        ]
-    lrs = [config.lr] * k
+    configs, k = trainer.configs, trainer.k
+    n, n_val = trainer.labels.shape[1], trainer.val_labels.shape[1]
+    results = [FitResult(build_model(c)) for c in configs]
+    schedulers = [_plateau(c) if c.scheduler == "plateau" else None for c in configs]
+    lrs = [c.lr for c in configs]
     best = {key: t.detach().clone() for key, t in trainer.net.state.items()}
     best_steps = [0] * k
     active = list(range(k))
 
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(1, max(c.epochs for c in configs) + 1):
         started = time.perf_counter()
         loss_sum, correct = trainer.train_epoch()
         val_loss_sum, val_correct = trainer.evaluate(trainer.val_images, trainer.val_labels)
@@ -102,9 +99,9 @@ def fit_stacked(
         train_accuracies = (correct.double() / n).tolist()
         val_losses = (val_loss_sum.double() / n_val).tolist()
         val_accuracies = (val_correct.double() / n_val).tolist()
-        seconds = (time.perf_counter() - started) / k
-        improved = []
-        for m in list(active):
+        seconds = (time.perf_counter() - started) / len(active)
+        improved, stopping = [], []
+        for m in active:
             result = results[m]
             entry = result.end_epoch(
                 epoch,
@@ -115,13 +112,13 @@ def fit_stacked(
                 lrs[m],
                 seconds,
             )
-            if entry is None:
-                trainer.freeze(m)
-                active.remove(m)
-                continue
-            if result.best_epoch == epoch:
+            if entry is not None and result.best_epoch == epoch:
                 improved.append(m)
                 best_steps[m] = trainer.steps
+            stopped = on_epoch is not None and entry is not None and not on_epoch(m, entry)
+            if entry is None or stopped or epoch == configs[m].epochs:
+                stopping.append(m)  # diverged, pruned or done
+                continue
             if schedulers[m] is not None:
                 schedulers[m].step(entry["val_accuracy"])
                 lrs[m] = schedulers[m].optimizer.param_groups[0]["lr"]
@@ -130,6 +127,9 @@ def fit_stacked(
             with torch.no_grad():
                 for key, tensor in trainer.net.state.items():
                     best[key].index_copy_(0, index, tensor.index_select(0, index))
+        for m in stopping:  # after the copy: a member's last epoch may be its best
+            trainer.freeze(m)
+            active.remove(m)
         if not active:
             break
         trainer.lr.copy_(
@@ -137,13 +137,23 @@ def fit_stacked(
         )
 
     for m, result in enumerate(results):
-        state = trainer.net.member_state(m, best)
+        state = trainer.net.member_state(m, result.model, best)
         for key in state:
             if key.endswith("num_batches_tracked"):
                 state[key].fill_(best_steps[m])
         result.model.load_state_dict(state)
         result.model.to(trainer.device)
     return results
+
+
+def _plateau(config: Config) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
+    """A member's own ReduceLROnPlateau, on a dummy optimizer whose lr the member reads."""
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr),
+        mode="max",
+        factor=config.scheduler_factor,
+        patience=config.scheduler_patience,
+    )
 
 
 def run_stacked(
