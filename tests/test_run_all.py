@@ -192,3 +192,23 @@ def test_repeated_searches_resume_and_never_train_a_trial_on_an_evaluation_seed(
     assert not (results / "search.db").exists()
     assert {path.name: path.read_text() for path in results.glob("tuned*.json")} == summaries
     assert len(RunStore(results).records()) == len(records)
+
+
+def test_a_search_with_stacked_trials_runs_end_to_end(tmp_path, real_files):
+    """`harness.search --stack 3` on the CPU: three trials asked at once and stacked by shape
+    (the GPU's path), then the tuned arm re-trained and its page written, as for the search
+    one trial at a time."""
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    command = [sys.executable, "-m", "harness.search", "--stack", "3", "--trials", "3"]
+    command += ["--epochs", "1", "--retrain-seeds", "1", "--workers", "1"]
+    command += ["--results-dir", str(results), "--reports-dir", str(reports)]
+    done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with contextlib.closing(sqlite3.connect(results / "search.db")) as db:
+        states = [state for (state,) in db.execute("SELECT state FROM trials")]
+    assert len(states) == 3 and set(states) <= {"COMPLETE", "PRUNED"}
+    data = load_study_data(results)
+    assert data.labels == ["reference", "tuned"]
+    assert {r["engine"] for r in RunStore(results).records()} == {"cpu2t-stacked"}
+    assert "tuned: best validation accuracy" in done.stdout
+    assert "Trials were asked 3 at a time" in (reports / "search.md").read_text()

@@ -67,8 +67,9 @@ def add_worker_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stack",
         type=non_negative_int,
-        help="train each arm's seeds K at a time as one stacked model (0: as many as the GPU "
-        "holds; default: 0 on --device cuda, else 1 = one run at a time)",
+        help="train each arm's seeds K at a time as one stacked model, and ask the search's "
+        "trials K at a time, stacked by shape (0: as many seeds as the GPU holds, trials 256 a "
+        "round; default: 0 on --device cuda, else 1 = one run at a time)",
     )
 
 

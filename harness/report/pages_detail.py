@@ -187,6 +187,19 @@ def claims_page(rows: list[dict[str, str]], runs: int) -> str:
     )
 
 
+def stacked_trials_text(search: dict) -> str:
+    """How a stacked search ran its trials (harness.study.stacked_search); nothing for one
+    trial at a time per worker."""
+    per_round = search.get("trials_per_round")
+    if not per_round:
+        return ""
+    return (
+        f" Trials were asked {per_round} at a time (Optuna's ask-and-tell) and trained as "
+        "stacks of one network shape, each member its own hyperparameters, pruned on its own; "
+        "the sampler learned between rounds only."
+    )
+
+
 def search_page(data: StudyData, frame: pd.DataFrame) -> str:
     search, searches = data.search, data.searches
     reference = data.plan.reference.config.to_dict()
@@ -207,7 +220,7 @@ def search_page(data: StudyData, frame: pd.DataFrame) -> str:
             f"reference, its epochs capped at {cap}; a trial trains for up to {cap} epochs. The "
             "objective is one run's best validation accuracy (training seed "
             f"{settings.get('seed', 'not recorded')}, which no arm uses); the test set is not "
-            "read.",
+            "read." + stacked_trials_text(search),
             f"Trials: {counts.get('complete', 0)} complete, {counts.get('pruned', 0)} pruned, "
             f"{counts.get('fail', 0)} failed. Best validation accuracy "
             f"**{pct(search['best_value'])}** (trial {search['best_trial']}). From the first "

@@ -1,11 +1,13 @@
-"""Many seeds of one config trained at once, as one stacked model (weights K × out × in).
+"""Many seeds of one config, or many search trials of one shape on one seed, trained at once
+as one stacked model (weights K × out × in).
 
 On a GPU the reference network is launch-bound: one seed's step is a hundred-odd small kernels
 whose launches cost more than their arithmetic. K seeds of the same config stacked into batched
 products (torch.baddbmm) and batched element-wise ops do K seeds' work for the launches of one.
 
 Every member keeps the reference semantics on its own, so a member depends only on its seed and
-the config, never on K or on the other members (tested):
+its config, never on K or on the other members (tested; for trials of different dropout rates,
+as long as both drop the same layers, harness.stacked.mlp.stack_shape):
 
 - its own split (harness.core.data.split), batches gathered from its own split tensors;
 - its own initialization: build_model inside global_stream(seed, "init"), as
@@ -14,8 +16,9 @@ the config, never on K or on the other members (tested):
 - its own dropout masks, from a generator on the device seeded with the "dropout" stream;
 - BatchNorm over its own batch, its own running statistics and affine parameters (one
   F.batch_norm call over K × width channels: the same kernel, momentum and eps as nn.BatchNorm1d);
-- its own Adam state (coupled L2 weight decay, torch's bias correction) and learning rate;
-- its own ReduceLROnPlateau (a torch scheduler per member, on a dummy optimizer);
+- its own Adam state (coupled L2 weight decay, torch's bias correction), learning rate and
+  weight decay;
+- its own ReduceLROnPlateau (a torch scheduler per member, on a dummy optimizer) and epochs;
 - its own best epoch and best weights, and its own divergence, booked by fit's own
   FitResult.end_epoch: a diverged member is frozen
   (loss masked, weights and Adam state zeroed, learning rate 0) while the others go on.
@@ -181,16 +184,19 @@ def run_stacked(
     return records
 
 
-def stack_size(config: Config, device: torch.device, pending: int) -> int:
+def stack_size(
+    config: Config, device: torch.device, pending: int, shared_split: bool = False
+) -> int:
     """How many members fit in one stack: on a GPU, what 80% of its free memory holds (each
-    member keeps its own copy of the training images there), else every pending seed."""
+    member keeps its own copy of the training images there, unless the members share one
+    seed's split: a search's trials), else every pending member."""
     if device.type != "cuda":
         return pending
     free, _ = torch.cuda.mem_get_info(device)
     widths = [INPUT_SIZE, *config.hidden_widths, NUM_CLASSES]
     parameters = sum(a * b + b for a, b in zip(widths, widths[1:], strict=False))
-    images = 60_000 * INPUT_SIZE  # the member's split, training and validation
-    if config.shift:
+    images = 0 if shared_split else 60_000 * INPUT_SIZE  # the member's split, train and val
+    if config.shift and not shared_split:
         images += (60_000 - config.val_size) * INPUT_SIZE  # the buffer of the shifted copies
     activations = EVAL_BATCH * sum(widths) * 3  # evaluation chunk, with BatchNorm's copies
     member_bytes = 4 * (images + 4 * parameters + activations)  # weights, grads, Adam's two

@@ -44,6 +44,7 @@ from harness.study.plan import (
 )
 from harness.study.settings import SearchSettings
 from harness.study.specs import REFERENCE
+from harness.study.stacked_search import TRIALS_PER_ROUND, optimize_stacked
 from harness.study.tuning import (
     best_text,
     finished_count,
@@ -252,6 +253,8 @@ def run_search(
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise UserError(f"study {settings.study!r} has no complete trial yet")
     summary = summarize(study, storage) | {"trial_seed": settings.seed}
+    if resources.stacked:  # how its trials ran, for the search page
+        summary["trials_per_round"] = resources.stack or TRIALS_PER_ROUND
     write_json_atomically(Path(results_dir) / summary_file(label), summary)
     return summary
 
@@ -312,8 +315,25 @@ def _search_on_worker(
 
 
 def _optimize(study, mnist, settings, resources, base, bar=None) -> None:
-    """Trials on the settings' seed's split until the study holds settings.trials."""
+    """Trials on the settings' seed's split until the study holds settings.trials: one at a
+    time, or with --stack K (a GPU's way) K at a time, stacked by shape."""
     data = split(mnist, base.val_size, settings.seed)
+    if resources.stacked:
+        device = resolve_device(resources.device)
+        round_size = resources.stack or TRIALS_PER_ROUND
+        optimize_stacked(
+            study,
+            data,
+            base,
+            settings.trials,
+            settings.epoch_cap,
+            settings.seed,
+            device,
+            round_size,
+            settings.timeout,
+            bar,
+        )
+        return
     optimize(
         study,
         data,
