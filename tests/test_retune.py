@@ -8,7 +8,7 @@ import torch
 
 from harness import UserError
 from harness.core.data import Mnist
-from harness.study import runner
+from harness.study import searching
 from harness.study.plan import RETUNE_SUMMARY_FILE, Arm, Plan
 from harness.study.retune import (
     RETUNE_SEED,
@@ -47,7 +47,7 @@ def test_an_arm_without_weight_decay_keeps_it_off():
 def test_each_arm_gets_the_same_search_starting_from_its_own_values_and_resumes(tmp_path):
     plan = tiny_plan()
     mnist = synthetic_mnist()
-    chosen = runner.retune_arms(plan, ("lr", "weight_decay"), mnist, tmp_path, "cpu")
+    chosen = searching.retune_arms(plan, ("lr", "weight_decay"), mnist, tmp_path, "cpu")
     reference, no_wd = chosen[REFERENCE], chosen["no_weight_decay"]
     assert reference["trials"] == no_wd["trials"] == 8
     assert set(reference["values"]) == {"lr", "weight_decay"} and set(no_wd["values"]) == {"lr"}
@@ -59,7 +59,7 @@ def test_each_arm_gets_the_same_search_starting_from_its_own_values_and_resumes(
     arm = retuned_arm(plan.arms["no_weight_decay"], no_wd)
     assert arm.label == "no_weight_decay-retuned" and arm.seeds == (0, 1)
     assert arm.config == dataclasses.replace(NO_WD, lr=no_wd["values"]["lr"])
-    again = runner.retune_arms(plan, ("lr", "weight_decay"), mnist, tmp_path, "cpu")
+    again = searching.retune_arms(plan, ("lr", "weight_decay"), mnist, tmp_path, "cpu")
     assert again == chosen  # a finished search trains nothing more and chooses the same
 
 
@@ -76,6 +76,6 @@ def test_the_choice_reads_validation_data_only(tmp_path):
         torch.randint(0, 10, clean.test_labels.shape, generator=generator),
     )
     (tmp_path / "clean").mkdir(), (tmp_path / "scrambled").mkdir()
-    first = runner.retune_arms(plan, ("lr",), clean, tmp_path / "clean", "cpu")
-    second = runner.retune_arms(plan, ("lr",), scrambled, tmp_path / "scrambled", "cpu")
+    first = searching.retune_arms(plan, ("lr",), clean, tmp_path / "clean", "cpu")
+    second = searching.retune_arms(plan, ("lr",), scrambled, tmp_path / "scrambled", "cpu")
     assert first == second

@@ -19,7 +19,7 @@ from harness import UserError, cli
 from harness.report import writing
 from harness.report.folder import check_report_folder
 from harness.stats.design import MARGIN, MAX_SEEDS, PILOT_SEEDS
-from harness.study import retune, runner
+from harness.study import retune, runner, searching
 from harness.study.factorial import DEFAULT_FACTORIAL, factorial_names, load_factorial
 from harness.study.grid import run_engine
 from harness.study.plan import check_saved_files
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = settings.plan(specs, run_engine(resources))
     new = runner.run(plan, results_dir, resources, "ablations")
     if args.retune:
-        new += runner.run_retuned(plan, args.retune, args.retune_trials, results_dir, resources)
+        new += searching.run_retuned(plan, args.retune, args.retune_trials, results_dir, resources)
     if args.replicate or settings.replications:
         count = None if args.replicate else settings.replications
         new += runner.run_replications(plan, results_dir, resources, count)

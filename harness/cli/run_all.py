@@ -34,7 +34,7 @@ from harness.study.plan import (
     load_search_summaries,
     tuned_arm,
 )
-from harness.study.runner import run_searches
+from harness.study.searching import run_searches
 from harness.study.settings import DEFAULT_RETRAIN_SEEDS, SearchSettings, StudySettings
 from harness.study.specs import load_specs, spec_names
 from harness.study.tuning import DEFAULT_EPOCH_CAP, finished_count, open_study

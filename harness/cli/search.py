@@ -31,7 +31,7 @@ from harness.study.plan import (
     check_saved_files,
     tuned_arm,
 )
-from harness.study.runner import run_searches
+from harness.study.searching import run_searches
 from harness.study.settings import DEFAULT_RETRAIN_SEEDS, DEFAULT_TRIALS, SearchSettings
 from harness.study.specs import REFERENCE, load_spec
 from harness.study.tuning import DEFAULT_EPOCH_CAP, DEFAULT_STUDY, SEARCH_SEED
