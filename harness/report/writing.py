@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from harness import UserError
-from harness.report import pages, pages_detail, plots
+from harness.report import pages, pages_detail, plots, search_page
 from harness.report.analysis import (
     ABLATIONS,
     SELECTED,
@@ -134,7 +134,7 @@ def write_reports(data: StudyData, out: Path, frame: pd.DataFrame | None = None)
             folder.path("claims.md"), pages_detail.claims_page(claims_rows(data), reference_runs)
         )
         if data.search is not None:
-            _write(folder.path("search.md"), pages_detail.search_page(data, frame))
+            _write(folder.path("search.md"), search_page.search_page(data, frame))
             sections.append(("Hyperparameter search", "search.md"))
         for label in data.labels:
             page = pages_detail.variant_page(data, frame, label, layers[label], digits.get(label))
@@ -182,7 +182,7 @@ def draw(
     if data.search is not None:
         save(plots.search_history_figure(data.search["trials"]), "search_history")
         curves = {
-            label: expected_max_curve(pages_detail.trial_values(search))
+            label: expected_max_curve(search_page.trial_values(search))
             for label, search in data.searches.items()
         }
         save(plots.expected_best_figure(curves), "search_expected_best")
