@@ -20,7 +20,8 @@ from harness.core import store
 from harness.core.config import Config
 from harness.core.store import RunKey, RunStore, StoreError
 from harness.core.training import run
-from harness.study.plan import PlanError, check_saved_files
+from harness.study.plan import PlanError
+from harness.study.saved import check_saved_files
 from harness.study.settings import SearchSettings
 from harness.study.specs import SpecError, every_spec, load_specs
 from harness.study.tuning import _redacted, open_study, reference_params, suggest_config

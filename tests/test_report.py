@@ -22,7 +22,8 @@ from harness.core.store import RunStore
 from harness.report import analysis, claims, comparisons, pages, pages_detail, plots, writing
 from harness.report.folder import MANIFEST, ReportFolderError
 from harness.stats import design, inference, test_sets
-from harness.study.plan import SEARCH_SUMMARY_FILE, Arm, Design, Plan, load_plan, save_plan
+from harness.study.plan import Arm, Design, Plan, load_plan, save_plan
+from harness.study.saved import SEARCH_SUMMARY_FILE
 from harness.study.specs import REFERENCE, load_spec, spec_names
 
 PER_DIGIT = 1000  # test images per digit: 10,000 in all, as in MNIST

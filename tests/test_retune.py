@@ -9,13 +9,14 @@ import torch
 from harness import UserError
 from harness.core.data import Mnist
 from harness.study import searching
-from harness.study.plan import RETUNE_SUMMARY_FILE, Arm, Plan
+from harness.study.plan import Arm, Plan
 from harness.study.retune import (
     RETUNE_SEED,
     parse_retune,
     retuned_arm,
     retuned_params,
 )
+from harness.study.saved import RETUNE_SUMMARY_FILE
 from harness.study.specs import REFERENCE
 from harness.study.tuning import TRIAL_SEEDS_FROM
 from tests.conftest import TINY, synthetic_mnist

@@ -22,7 +22,7 @@ from harness.stats.design import MARGIN, MAX_SEEDS, PILOT_SEEDS
 from harness.study import retune, runner, searching
 from harness.study.factorial import DEFAULT_FACTORIAL, factorial_names, load_factorial
 from harness.study.grid import run_engine
-from harness.study.plan import check_saved_files
+from harness.study.saved import check_saved_files
 from harness.study.settings import StudySettings
 from harness.study.specs import DEFAULT_SEEDS, SpecError, every_spec, load_specs, spec_names
 

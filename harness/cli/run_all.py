@@ -27,13 +27,8 @@ from harness.report.folder import check_report_folder
 from harness.study import runner
 from harness.study.factorial import DEFAULT_FACTORIAL
 from harness.study.grid import check_before_training, progress_counts, run_engine
-from harness.study.plan import (
-    TUNED,
-    check_evaluation_seeds,
-    check_saved_files,
-    load_search_summaries,
-    tuned_arm,
-)
+from harness.study.plan import TUNED, check_evaluation_seeds, tuned_arm
+from harness.study.saved import check_saved_files, load_search_summaries
 from harness.study.searching import run_searches
 from harness.study.settings import DEFAULT_RETRAIN_SEEDS, SearchSettings, StudySettings
 from harness.study.specs import load_specs, spec_names

@@ -23,14 +23,8 @@ from harness.report import writing
 from harness.report.folder import check_report_folder
 from harness.study import runner
 from harness.study.grid import run_engine
-from harness.study.plan import (
-    TUNED,
-    Plan,
-    arm_from_spec,
-    check_evaluation_seeds,
-    check_saved_files,
-    tuned_arm,
-)
+from harness.study.plan import TUNED, Plan, arm_from_spec, check_evaluation_seeds, tuned_arm
+from harness.study.saved import check_saved_files
 from harness.study.searching import run_searches
 from harness.study.settings import DEFAULT_RETRAIN_SEEDS, DEFAULT_TRIALS, SearchSettings
 from harness.study.specs import REFERENCE, load_spec

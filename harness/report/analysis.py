@@ -22,14 +22,9 @@ from harness.core.model import build_model
 from harness.core.store import RunKey, RunStore
 from harness.stats import inference
 from harness.study.factorial import factorial_runs
-from harness.study.plan import (
-    TUNED,
-    Plan,
-    load_plan,
-    load_retune_summaries,
-    load_search_summaries,
-)
+from harness.study.plan import TUNED, Plan, load_plan
 from harness.study.retune import baseline_of
+from harness.study.saved import load_retune_summaries, load_search_summaries
 from harness.study.specs import REFERENCE
 
 ABLATIONS, SELECTED = "planned ablations", "selected by the search"

@@ -42,7 +42,8 @@ from harness.report.factorial import (
 )
 from harness.report.folder import DATA, ReportFolder, check_report_folder
 from harness.stats.expected_max import expected_max_curve
-from harness.study.plan import PLAN_FILE, RETUNE_SUMMARY_FILE, summary_file
+from harness.study.plan import PLAN_FILE
+from harness.study.saved import RETUNE_SUMMARY_FILE, summary_file
 from harness.study.specs import REFERENCE
 
 REPORTS_DIR_ENV = "HARNESS_REPORTS_DIR"

@@ -22,16 +22,14 @@ from harness.core.training import resolve_device
 from harness.study import retune
 from harness.study.executor import KilledWorker, Resources, cluster, worker_lost, worker_mnist
 from harness.study.grid import check_before_training
-from harness.study.plan import (
+from harness.study.plan import TUNED, Plan, is_tuned
+from harness.study.runner import run
+from harness.study.saved import (
     RETUNE_SUMMARY_FILE,
-    TUNED,
-    Plan,
-    is_tuned,
     load_retune_summaries,
     load_search_summary,
     summary_file,
 )
-from harness.study.runner import run
 from harness.study.settings import SearchSettings
 from harness.study.stacked_search import TRIALS_PER_ROUND, optimize_stacked
 from harness.study.tuning import (
