@@ -44,3 +44,13 @@ def real_files() -> None:
     """The four MNIST files, for commands that check them before training (no loading here)."""
     if not (raw_folder(resolve_data_dir()) / "t10k-labels-idx1-ubyte.gz").exists():
         pytest.skip("real MNIST files not available; set HARNESS_DATA_DIR")
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: sums in the same order every run (so that a stacked member can be
+    compared with its rerun), and the machine's other core left to others."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

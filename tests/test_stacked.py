@@ -20,13 +20,7 @@ from tests.conftest import TINY
 CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Sums in the same order every run, and the machine's other core left to others."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def splits(mnist, config, seeds):

@@ -24,13 +24,7 @@ from tests.test_search import BASE, sqlite, tiny_split
 SEED = 1_000_000
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Sums in the same order every run, so that a member can be compared with its rerun."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_rounds_of_stacked_trials_fill_the_study_each_trial_as_its_config_alone(tmp_path):

@@ -164,33 +164,12 @@ def _optimize(study, mnist, settings, resources, base, bar=None) -> None:
     """Trials on the settings' seed's split until the study holds settings.trials: one at a
     time, or with --stack K (a GPU's way) K at a time, stacked by shape."""
     data = split(mnist, base.val_size, settings.seed)
+    device = resolve_device(resources.device)
+    common = (study, data, base, settings.trials, settings.epoch_cap, settings.seed, device)
     if resources.stacked:
-        device = resolve_device(resources.device)
-        round_size = resources.stack or TRIALS_PER_ROUND
-        optimize_stacked(
-            study,
-            data,
-            base,
-            settings.trials,
-            settings.epoch_cap,
-            settings.seed,
-            device,
-            round_size,
-            settings.timeout,
-            bar,
-        )
-        return
-    optimize(
-        study,
-        data,
-        base,
-        settings.trials,
-        settings.epoch_cap,
-        settings.seed,
-        resolve_device(resources.device),
-        settings.timeout,
-        bar,
-    )
+        optimize_stacked(*common, resources.stack or TRIALS_PER_ROUND, settings.timeout, bar)
+    else:
+        optimize(*common, settings.timeout, bar)
 
 
 # ---------------------------------------------------------------- each arm's own settings
