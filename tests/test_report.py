@@ -19,7 +19,16 @@ from harness import UserError
 from harness.core.config import Config
 from harness.core.model import build_model, parameter_count
 from harness.core.store import RunStore
-from harness.report import analysis, claims, comparisons, pages, pages_detail, plots, writing
+from harness.report import (
+    analysis,
+    claims,
+    comparisons,
+    markdown,
+    pages,
+    pages_detail,
+    plots,
+    writing,
+)
 from harness.report.folder import MANIFEST, ReportFolderError
 from harness.stats import design, inference, test_sets
 from harness.study.plan import Arm, Design, Plan, load_plan, save_plan
@@ -220,12 +229,12 @@ def test_index_opens_with_the_verdict_table(out, frame, data):
         confidence=1 - 0.05 / 3,
     )
     assert frame.loc["no_batchnorm", "verdict_ci"] == pytest.approx(tuple(population[1:]))
-    assert cells(row)[3] == pages.interval(population[1:], pages.points)
+    assert cells(row)[3] == markdown.interval(population[1:], markdown.points)
     assert cells(row)[1] == "5" and cells(row)[2] == f"{100 * d.mean():+.2f}"
     assert cells(row)[4] == "**worse**"
     no_dropout = cells(table_row(text, "no_dropout"))
     assert no_dropout[1] == "30" and no_dropout[4] == "equivalent"
-    assert pages.missing(frame.loc["width_half", "seeds_needed"])
+    assert markdown.missing(frame.loc["width_half", "seeds_needed"])
     assert cells(table_row(text, "width_half"))[-1] == "n/a"
     assert "seeds for ±0.10 pp" in text and f"Reference: **{100 * np.mean(REF):.2f}%**" in text
     tuned = text.index("### Selected by the search")
@@ -277,8 +286,10 @@ def test_ablations_page(out, frame):
     no_dropout = cells(table_row(text, "no_dropout"))
     assert no_dropout[1] == "30" and no_dropout[-1] == "equivalent"
     no_batchnorm = table_row(text, "no_batchnorm")
-    assert pages.pvalue(frame.loc["no_batchnorm", "p_difference"]) in no_batchnorm
-    assert pages.interval(frame.loc["no_batchnorm", "verdict_ci"], pages.points) in no_batchnorm
+    assert markdown.pvalue(frame.loc["no_batchnorm", "p_difference"]) in no_batchnorm
+    assert (
+        markdown.interval(frame.loc["no_batchnorm", "verdict_ci"], markdown.points) in no_batchnorm
+    )
     few = frame[frame["n"] < inference.BCA_MIN_N]
     assert "95% CI (BCa)" not in pages_detail.accuracy_rows(few)[0]
     assert "after epoch 5–7 (30 run(s))" in table_row(text, "reference")

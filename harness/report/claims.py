@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report.analysis import StudyData, first_lr_cuts
-from harness.report.pages import interval, missing, number, pct
+from harness.report.markdown import interval, missing, number, pct
 from harness.stats import inference
 from harness.study.specs import REFERENCE
 

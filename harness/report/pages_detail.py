@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report.analysis import StudyData, confused_pairs
-from harness.report.pages import (
+from harness.report.markdown import (
     integer,
     interval,
     join,

@@ -9,16 +9,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report.analysis import StudyData
-from harness.report.pages import (
-    interval,
-    join,
-    number,
-    pct,
-    plot_file,
-    points,
-    pp,
-    table,
-)
+from harness.report.markdown import interval, join, number, pct, plot_file, points, pp, table
 from harness.report.pages_detail import accuracy_rows, comparison_rows, short
 from harness.stats.expected_max import expected_max_curve
 from harness.study.specs import REFERENCE

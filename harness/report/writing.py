@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from harness import UserError
-from harness.report import pages, pages_detail, plots, search_page
+from harness.report import markdown, pages, pages_detail, plots, search_page
 from harness.report.analysis import (
     ABLATIONS,
     SELECTED,
@@ -94,7 +94,7 @@ def finish(
     data = load_checked(results_dir)
     frame = comparison_table(data)
     print(pages.reference_line(frame).replace("**", ""))
-    print(pages.table(pages.verdict_rows(frame, data.plan.margin, labels)))
+    print(markdown.table(pages.verdict_rows(frame, data.plan.margin, labels)))
     index = write_reports(data, reports_dir, frame)
     print(f"report: {index}")
     if diverged_now:
@@ -162,7 +162,7 @@ def draw(
     folder: ReportFolder,
 ) -> None:
     def save(figure: Any, kind: str, label: str | None = None) -> None:
-        plots.save(figure, folder.path(pages.plot_file(kind, label)))
+        plots.save(figure, folder.path(markdown.plot_file(kind, label)))
 
     series = [curve_series(data, label) for label in frame["variant"]]
     for arm in series:
@@ -192,9 +192,9 @@ def draw(
 def draw_factorial(analysis: FactorialAnalysis, folder: ReportFolder) -> None:
     levels = {f.name: f.levels for f in analysis.factorial.factors}
     figure = plots.interaction_figure(analysis.runs, analysis.factors, levels)
-    plots.save(figure, folder.path(pages.plot_file("factorial_interactions")))
+    plots.save(figure, folder.path(markdown.plot_file("factorial_interactions")))
     figure = plots.residuals_figure(analysis.runs, analysis.factors[0])
-    plots.save(figure, folder.path(pages.plot_file("factorial_residuals")))
+    plots.save(figure, folder.path(markdown.plot_file("factorial_residuals")))
 
 
 def curve_series(data: StudyData, label: str) -> dict[str, Any]:
