@@ -251,7 +251,8 @@ def procedure(data: StudyData, frame: pd.DataFrame) -> list[str]:
     return [
         test,
         "Verdicts are read off each comparison's family interval, at 1 − 0.05/m for a family of "
-        "m (the planned ablations; the tuned network alone): one error budget for differences "
+        "m (one family each: the planned ablations; the search's tuned arms; the arms at "
+        "their own --retune values): one error budget for differences "
         f"and equivalence (±{margin:.2f} pp) together. Other intervals are 95%, per comparison; "
         "ablations.md adds intervals for new seeds and new test sets together (a new test set "
         "is a new sample too) and per-image tests.",
