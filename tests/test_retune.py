@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+import optuna
 import pytest
 import torch
 
@@ -80,3 +81,15 @@ def test_the_choice_reads_validation_data_only(tmp_path):
     first = searching.retune_arms(plan, ("lr",), clean, tmp_path / "clean", "cpu")
     second = searching.retune_arms(plan, ("lr",), scrambled, tmp_path / "scrambled", "cpu")
     assert first == second
+
+
+def test_every_arm_is_tried_at_the_same_values(tmp_path):
+    """Within TPE's random startup trials, arms that retune the same parameters differ only in
+    what they score: a paired comparison of their searches, not two different draws."""
+    searching.retune_arms(tiny_plan(), ("lr",), synthetic_mnist(), tmp_path, "cpu")
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    reference, no_wd = (
+        [t.params["lr"] for t in optuna.load_study(study_name=name, storage=storage).trials]
+        for name in ("retune-lr-reference", "retune-lr-no_weight_decay")
+    )
+    assert reference == no_wd and len(set(no_wd)) == 8
