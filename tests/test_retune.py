@@ -13,11 +13,14 @@ from harness.study import searching
 from harness.study.plan import Arm, Plan
 from harness.study.retune import (
     RETUNE_SEED,
+    RETUNE_TRIALS,
     parse_retune,
     retuned_arm,
     retuned_params,
+    study_name,
 )
 from harness.study.saved import RETUNE_SUMMARY_FILE
+from harness.study.settings import SearchSettings
 from harness.study.specs import REFERENCE
 from harness.study.tuning import TRIAL_SEEDS_FROM
 from tests.conftest import TINY, synthetic_mnist
@@ -87,9 +90,9 @@ def test_every_arm_is_tried_at_the_same_values(tmp_path):
     """Within TPE's random startup trials, arms that retune the same parameters differ only in
     what they score: a paired comparison of their searches, not two different draws."""
     searching.retune_arms(tiny_plan(), ("lr",), synthetic_mnist(), tmp_path, "cpu")
-    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    storage = SearchSettings(storage=None).storage_url(tmp_path)
     reference, no_wd = (
         [t.params["lr"] for t in optuna.load_study(study_name=name, storage=storage).trials]
-        for name in ("retune-lr-reference", "retune-lr-no_weight_decay")
+        for name in (study_name(label, ("lr",)) for label in (REFERENCE, "no_weight_decay"))
     )
-    assert reference == no_wd and len(set(no_wd)) == 8
+    assert reference == no_wd and len(set(no_wd)) == RETUNE_TRIALS

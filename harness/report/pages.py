@@ -29,6 +29,7 @@ from harness.stats import design, test_sets
 from harness.study import retune
 from harness.study.retune import RETUNED_SUFFIX, is_baseline
 from harness.study.specs import REFERENCE
+from harness.study.tuning import TPE_STARTUP_TRIALS
 
 
 def verdict_rows(frame: pd.DataFrame, margin: float, labels: list[str] | None = None) -> list[dict]:
@@ -179,8 +180,9 @@ def retuned_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
         f"Every arm, the reference too, got the same search for its own {', '.join(params)}: "
         f"{' or '.join(map(str, trials))} full training runs on validation data (trial seed "
         f"{retune.RETUNE_SEED:,}, which no arm is evaluated on; the first at the arm's own "
-        f"values, then TPE seeded alike, whose first 10 trials are random draws, the same values "
-        f"for every arm; log-uniform ranges {retune.range_text(params)}), the best "
+        f"values, then TPE seeded alike, whose first {TPE_STARTUP_TRIALS} trials are random "
+        "draws, the same values for every arm; log-uniform ranges "
+        f"{retune.range_text(params)}), the best "
         "validation accuracy picking. Each retuned arm is then paired with the retuned "
         f"reference ({_values(reference)}) on the same seeds; one error budget over the "
         f"{len(retuned)} retuned verdict(s), for the population of the verdicts above. Weight "

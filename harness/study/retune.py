@@ -5,10 +5,10 @@ optimizer's settings nuisance ones: an arm judged at the reference's learning ra
 settings tuned for the reference (Melis et al. 2018 and Lucic et al. 2018 saw many gains vanish
 once every arm had the same tuning budget). --retune gives every arm, the reference included,
 RETUNE_TRIALS full training runs (no pruning) on one trial seed, the first at the arm's own
-values and TPE after, seeded alike: its first 10 trials are random draws, so every arm is tried
-at the same values; the best validation accuracy picks. The objective sees a Split, which holds
-no test set. The retuned arms then train on the arms' seeds and are compared with the retuned
-reference, beside the verdicts at the reference's settings.
+values and TPE after, seeded alike: its first TPE_STARTUP_TRIALS are random draws, so every arm
+is tried at the same values; the best validation accuracy picks. The objective sees a Split,
+which holds no test set. The retuned arms then train on the arms' seeds and are compared with
+the retuned reference, beside the verdicts at the reference's settings.
 """
 
 from __future__ import annotations

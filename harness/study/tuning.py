@@ -31,6 +31,9 @@ DEFAULT_STUDY = "mlp"
 DEFAULT_EPOCH_CAP = 30
 PRUNER_FACTOR = 3  # successive halving: the factor between rungs
 PRUNER_RUNGS = 3  # the first rung at about cap / 3^3, so that the rungs scale with the cap
+# TPE's random start (Optuna's default, named here because --retune's fairness rests on it:
+# within these trials every study opened with the same seed draws the same values)
+TPE_STARTUP_TRIALS = 10
 
 
 def pruner_min_epochs(epoch_cap: int) -> int:
@@ -188,7 +191,9 @@ def _create_study(
         storage=rdb,
         direction="maximize",
         load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True),
+        sampler=optuna.samplers.TPESampler(
+            seed=seed, constant_liar=True, n_startup_trials=TPE_STARTUP_TRIALS
+        ),
         pruner=pruner,
     )
 
