@@ -9,7 +9,7 @@ import pandas as pd
 
 from harness.report.analysis import StudyData, correct_matrix
 from harness.report.markdown import interval, join, plot_file, points, pp, pvalue, table
-from harness.report.pages import bold_verdict
+from harness.report.verdicts import bold_verdict
 from harness.stats import factorial as model
 from harness.stats.test_sets import TEST_SET_BLOCKS, block_accuracies
 from harness.study.factorial import Factorial

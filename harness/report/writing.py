@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from harness import UserError
-from harness.report import markdown, pages, pages_detail, plots, search_page
+from harness.report import markdown, pages, pages_detail, plots, search_page, verdicts
 from harness.report.analysis import (
     ABLATIONS,
     SELECTED,
@@ -93,8 +93,8 @@ def finish(
     check_report_folder(reports_dir, results_dir)
     data = load_checked(results_dir)
     frame = comparison_table(data)
-    print(pages.reference_line(frame).replace("**", ""))
-    print(markdown.table(pages.verdict_rows(frame, data.plan.margin, labels)))
+    print(verdicts.reference_line(frame).replace("**", ""))
+    print(markdown.table(verdicts.verdict_rows(frame, data.plan.margin, labels)))
     index = write_reports(data, reports_dir, frame)
     print(f"report: {index}")
     if diverged_now:
