@@ -1,7 +1,6 @@
 """`python run_all.py`: the whole study end to end (see harness/cli/run_all.py, or --help)."""
 
-from harness import cli
-from harness.cli.run_all import main
+from harness.command import run
 
 if __name__ == "__main__":
-    raise SystemExit(cli.guard(main))
+    run("harness.cli.run_all")

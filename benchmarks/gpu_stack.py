@@ -43,7 +43,7 @@ import torch
 from harness.core.config import Config
 from harness.core.data import Mnist, load_mnist, resolve_data_dir, split
 from harness.core.model import INPUT_SIZE, NUM_CLASSES, build_model
-from harness.core.store import RunStore
+from harness.core.store import RunKey, RunStore
 from harness.core.training import evaluate, make_optimizer, train_epoch
 from harness.stacked.adam import foreach_adam
 from harness.stacked.trainer import StackedTrainer, run_stacked
@@ -160,7 +160,7 @@ def synthetic_mnist(n_train: int, n_test: int) -> Mnist:
         labels = torch.arange(n) % NUM_CLASSES
         return prototypes[labels] + 2 * torch.randn(n, INPUT_SIZE, generator=generator), labels
 
-    return Mnist(*sample(n_train), *sample(n_test))
+    return Mnist(*sample(n_train), *sample(n_test), "synthetic")
 
 
 def default_out() -> Path:
@@ -187,8 +187,8 @@ def save_as_study(records_file: Path, results_dir: Path) -> None:
         )
         for label in labels
     }
-    (engine,) = {r["engine"] for r in records}
-    save_plan(Plan(arms, engine), results_dir)
+    (conditions,) = {RunKey.of(r).conditions for r in records}
+    save_plan(Plan(arms, conditions), results_dir)
     print(f"{len(records)} records of {len(arms)} arms -> {results_dir}")
 
 

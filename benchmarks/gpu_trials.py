@@ -2,7 +2,7 @@
 
     HARNESS_DATA_DIR=../shared/mnist python -m benchmarks.gpu_trials [--trials 1000] [--out FILE]
 
-An Optuna study with the search's space (harness.study.tuning.suggest_config) but the
+An Optuna study with the search's space (harness.study.search.suggest_config) but the
 reference's shape held fixed by Optuna's PartialFixedSampler (widths 512/256/128, BatchNorm,
 batch 128) and every trial trained its full --epochs (15; no pruning): each trial its own
 learning rate, weight decay, dropout rates, shift and plateau schedule, on the search's seed
@@ -19,6 +19,7 @@ speed).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -33,8 +34,9 @@ from benchmarks.gpu_stack import synthetic_mnist
 from harness.core.config import Config
 from harness.core.data import load_mnist, resolve_data_dir, split
 from harness.stats.expected_max import expected_max
-from harness.study.stacked_search import optimize_stacked
-from harness.study.tuning import SEARCH_SEED, summarize
+from harness.study.search import summarize
+from harness.study.search._stacked import optimize_stacked
+from harness.study.settings import SEARCH_SEED
 
 REFERENCE_SHAPE = {"width": 512, "batchnorm": True, "batch_size": 128}
 
@@ -87,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
 
-    summary = summarize(study, "in memory") | {
-        "trial_seed": SEARCH_SEED,
-        "trials_per_round": args.round or args.trials,
+    searched = dataclasses.replace(
+        summarize(study, "in memory", SEARCH_SEED), trials_per_round=args.round or args.trials
+    )
+    summary = searched.to_dict() | {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "seconds": seconds,

@@ -1,7 +1,6 @@
 """`python -m harness.ablate`: see harness/cli/ablate.py."""
 
-from harness import cli
-from harness.cli.ablate import main
+from harness.command import run
 
 if __name__ == "__main__":
-    raise SystemExit(cli.guard(main))
+    run("harness.cli.ablate")

@@ -1,7 +1,6 @@
 """`python -m harness.search`: see harness/cli/search.py."""
 
-from harness import cli
-from harness.cli.search import main
+from harness.command import run
 
 if __name__ == "__main__":
-    raise SystemExit(cli.guard(main))
+    run("harness.cli.search")

@@ -1,7 +1,6 @@
 """`python -m harness.train`: see harness/cli/train.py."""
 
-from harness import cli
-from harness.cli.train import main
+from harness.command import run
 
 if __name__ == "__main__":
-    raise SystemExit(cli.guard(main))
+    run("harness.cli.train")

@@ -1,22 +1,24 @@
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
 from torchvision.datasets import MNIST
 
 from harness.core.data import (
+    FILES,
     MEAN,
+    MNIST_SOURCE,
     STD,
     DataError,
+    data_source,
     load_mnist,
     random_shifts,
     raw_folder,
     resolve_data_dir,
     stratified_split,
 )
+from tests.helpers import write_idx_set
 
 
 def test_stratified_split_is_seeded_disjoint_and_proportional():
@@ -73,31 +75,52 @@ def test_corrupt_file_is_named(tmp_path, offline):
         load_mnist(tmp_path)
 
 
-def test_missing_dataset_cli_is_one_line_and_nonzero(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness.train",
-            "--data-dir",
-            str(tmp_path / "nowhere"),
-            "--results-dir",
-            str(tmp_path / "results"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+def test_missing_dataset_cli_is_one_line_and_nonzero(tmp_path, one_line_error):
+    line = one_line_error(
+        "-m",
+        "harness.train",
+        "--data-dir",
+        str(tmp_path / "nowhere"),
+        "--results-dir",
+        str(tmp_path / "results"),
         env={**os.environ, "HARNESS_DATA_DIR": ""},
     )
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "nowhere" in lines[0]
+    assert "nowhere" in line
     assert not (tmp_path / "results").exists()
+
+
+def test_an_idx_set_of_ones_own_is_read_by_the_same_loader(tmp_path):
+    folder = write_idx_set(tmp_path / "small", n_train=300, n_test=100)
+    data = load_mnist(folder)
+    assert data.train_images.shape == (300, 784) and data.test_images.shape == (100, 784)
+    assert data.train_images.dtype == torch.float32 and data.train_labels.max() == 9
+    assert data.source == data_source(folder) and data.source.startswith("idx-")
+    assert data_source(write_idx_set(tmp_path / "other", n_train=300, n_test=100, seed=1)) != (
+        data.source
+    )
+    assert sorted(p.name for p in folder.iterdir()) == sorted(FILES)  # nothing written there
+
+
+def test_mnists_own_files_are_mnist_wherever_they_lie(tmp_path):
+    source = resolve_data_dir()
+    if not all((raw_folder(source) / name).exists() for name in FILES):
+        pytest.skip(f"real MNIST files not in {raw_folder(source)}; set HARNESS_DATA_DIR")
+    for name in FILES:
+        shutil.copyfile(raw_folder(source) / name, tmp_path / name)
+    assert data_source(tmp_path) == data_source(source) == MNIST_SOURCE
+
+
+def test_an_idx_set_missing_a_file_is_one_line(tmp_path):
+    folder = write_idx_set(tmp_path, n_train=300, n_test=100)
+    (folder / FILES[3]).unlink()
+    with pytest.raises(DataError, match=f"holds an IDX set without {FILES[3]}") as error:
+        load_mnist(folder)
+    assert "\n" not in str(error.value)
 
 
 def test_read_only_folder_is_read_and_left_untouched(tmp_path):
     source = resolve_data_dir()
-    if not all((raw_folder(source) / name).exists() for name, _ in MNIST.resources):
+    if not all((raw_folder(source) / name).exists() for name in FILES):
         pytest.skip(f"real MNIST files not in {raw_folder(source)}; set HARNESS_DATA_DIR")
     copy = tmp_path / "mnist"
     shutil.copytree(raw_folder(source), raw_folder(copy))

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness.stats import design, inference
+from harness.stats import design, inference, verdicts
+from tests.simulations import simulate_error_rates
 
 # sd of the paired differences (percentage points) measured on 5 seeds of the committed study
 SPREAD_PP = {
@@ -21,7 +22,7 @@ SPREAD_PP = {
 }
 SDS = {name: pp / 100 for name, pp in SPREAD_PP.items()}
 ARMS = list(SDS)
-DELTA = design.MARGIN
+DELTA = verdicts.MARGIN
 N_STUDIES = 2000
 
 
@@ -87,15 +88,15 @@ def test_stein_test_is_exact_under_the_null_one_study_at_a_time():
 
 
 def test_interval_verdict():
-    within = design.WITHIN
-    assert design.interval_verdict(0.0005, 0.003, DELTA) == "better"
-    assert design.interval_verdict(-0.003, -0.0005, DELTA) == "worse"
-    assert design.interval_verdict(-0.0009, -0.0001, DELTA) == "worse" + within
-    assert design.interval_verdict(0.0001, 0.0009, DELTA) == "better" + within
-    assert design.interval_verdict(-0.0009, 0.0009, DELTA) == "equivalent"
-    assert design.interval_verdict(-0.0011, 0.0009, DELTA) == "inconclusive"
-    assert design.interval_verdict(math.nan, math.nan, DELTA) == "inconclusive"
-    assert design.family_confidence(7) == pytest.approx(1 - 0.05 / 7)
+    within = verdicts.WITHIN
+    assert verdicts.interval_verdict(0.0005, 0.003, DELTA) == "better"
+    assert verdicts.interval_verdict(-0.003, -0.0005, DELTA) == "worse"
+    assert verdicts.interval_verdict(-0.0009, -0.0001, DELTA) == "worse" + within
+    assert verdicts.interval_verdict(0.0001, 0.0009, DELTA) == "better" + within
+    assert verdicts.interval_verdict(-0.0009, 0.0009, DELTA) == "equivalent"
+    assert verdicts.interval_verdict(-0.0011, 0.0009, DELTA) == "inconclusive"
+    assert verdicts.interval_verdict(math.nan, math.nan, DELTA) == "inconclusive"
+    assert verdicts.family_confidence(7) == pytest.approx(1 - 0.05 / 7)
 
 
 def test_one_error_budget_covers_every_verdict_of_the_family():
@@ -103,13 +104,13 @@ def test_one_error_budget_covers_every_verdict_of_the_family():
     would be: some verdict of the 7 is wrong in at most 5% of studies (Holm for the difference
     and the equivalence tests as two families: 6.6% here)."""
     deltas = {a: (DELTA * (-1) ** i if i < 4 else 0.0) for i, a in enumerate(ARMS)}
-    rates = design.simulate_error_rates(deltas, SDS, n_studies=N_STUDIES, seed=6)
+    rates = simulate_error_rates(deltas, SDS, n_studies=N_STUDIES, seed=6)
     rate, se = report("4 arms at |Δ| = δ, 3 at 0", rates, "any_wrong")
     assert rate <= 0.05 + 2 * se
 
 
 def test_family_wise_error_is_at_most_alpha_when_nothing_differs():
-    rates = design.simulate_error_rates({a: 0.0 for a in ARMS}, SDS, n_studies=N_STUDIES, seed=1)
+    rates = simulate_error_rates({a: 0.0 for a in ARMS}, SDS, n_studies=N_STUDIES, seed=1)
     rate, se = report("all Δ = 0", rates, "any_difference")
     assert rate <= 0.05 + 2 * se
 
@@ -117,7 +118,7 @@ def test_family_wise_error_is_at_most_alpha_when_nothing_differs():
 def test_naive_procedure_breaks_the_same_bound():
     """Ordinary t on all seeds after a pilot-chosen n: the inflation this design removes."""
     deltas = {a: 0.0 for a in ARMS}
-    rates = design.simulate_error_rates(deltas, SDS, n_studies=N_STUDIES, seed=1, test="naive")
+    rates = simulate_error_rates(deltas, SDS, n_studies=N_STUDIES, seed=1, test="naive")
     rate, se = report("all Δ = 0", rates, "any_difference")
     assert rate > 0.05 + 2 * se
 
@@ -126,10 +127,10 @@ def test_equivalence_is_rarely_claimed_at_the_margin():
     # the four widest arms sit exactly on the margin, the three narrowest at 0: their easy
     # equivalence verdicts relax Holm's later steps, the hardest case for the arms at ±δ
     deltas = {a: (DELTA * (-1) ** i if i < 4 else 0.0) for i, a in enumerate(ARMS)}
-    rates = design.simulate_error_rates(deltas, SDS, n_studies=N_STUDIES, seed=2)
+    rates = simulate_error_rates(deltas, SDS, n_studies=N_STUDIES, seed=2)
     rate, se = report("4 arms at |Δ| = δ", rates, "false_equivalence")
     assert rate <= 0.05 + 2 * se
-    rates = design.simulate_error_rates({a: DELTA for a in ARMS}, SDS, n_studies=N_STUDIES, seed=3)
+    rates = simulate_error_rates({a: DELTA for a in ARMS}, SDS, n_studies=N_STUDIES, seed=3)
     rate, se = report("7 arms at Δ = δ", rates, "false_equivalence")
     assert rate <= 0.05 + 2 * se
 
@@ -137,22 +138,22 @@ def test_equivalence_is_rarely_claimed_at_the_margin():
 def test_most_studies_decide_an_effect_of_twice_the_margin():
     # the widest arm (sd 0.21 pp) is the hardest to decide; the others at Δ = 0
     deltas = {a: (2 * DELTA if a == "no_batchnorm" else 0.0) for a in ARMS}
-    rates = design.simulate_error_rates(deltas, SDS, n_studies=N_STUDIES, seed=4)
+    rates = simulate_error_rates(deltas, SDS, n_studies=N_STUDIES, seed=4)
     rate, se = report("no_batchnorm at Δ = 2δ", rates, "correct_at_twice_margin")
     report("no_batchnorm at Δ = 2δ", rates, "false_difference")
     print("mean seeds per arm:", {a: round(n, 1) for a, n in rates["mean_seeds"].items()})
     assert rate > 0.5
     assert rates["false_difference"] <= 0.05 + 2 * rates["false_difference_se"]
     deltas = {a: 2 * DELTA * (-1) ** i for i, a in enumerate(ARMS)}
-    rates = design.simulate_error_rates(deltas, SDS, n_studies=N_STUDIES, seed=5)
+    rates = simulate_error_rates(deltas, SDS, n_studies=N_STUDIES, seed=5)
     rate, se = report("all arms at |Δ| = 2δ", rates, "correct_at_twice_margin")
     assert rate > 0.85  # 0.90 with Holm's verdicts: one error budget costs a little power
 
 
 def test_simulation_is_seeded():
     deltas = {a: 0.0 for a in ARMS}
-    first = design.simulate_error_rates(deltas, SDS, n_studies=200, seed=9)
-    assert first == design.simulate_error_rates(deltas, SDS, n_studies=200, seed=9)
+    first = simulate_error_rates(deltas, SDS, n_studies=200, seed=9)
+    assert first == simulate_error_rates(deltas, SDS, n_studies=200, seed=9)
 
 
 def test_a_pooled_pilot_spends_fewer_seeds_where_the_spreads_are_alike():
@@ -164,14 +165,14 @@ def test_a_pooled_pilot_spends_fewer_seeds_where_the_spreads_are_alike():
     spreads = (0.13, 0.12, 0.11, 0.11, 0.10, 0.09, 0.09)
     alike = {a: pp / 100 for a, pp in zip(ARMS, spreads, strict=True)}
     nothing = {a: 0.0 for a in ARMS}
-    own = design.simulate_error_rates(nothing, alike, n_studies=N_STUDIES, seed=7)
-    pooled = design.simulate_error_rates(nothing, alike, n_studies=N_STUDIES, seed=7, pooled=True)
+    own = simulate_error_rates(nothing, alike, n_studies=N_STUDIES, seed=7)
+    pooled = simulate_error_rates(nothing, alike, n_studies=N_STUDIES, seed=7, pooled=True)
     for rates in (own, pooled):
         report("all Δ = 0, spreads 0.09-0.13 pp", rates, "any_wrong")
         print("  mean seeds per arm:", round(np.mean(list(rates["mean_seeds"].values())), 1))
     assert np.mean(list(pooled["mean_seeds"].values())) < np.mean(list(own["mean_seeds"].values()))
     assert pooled["any_wrong"] <= 0.05 + 3 * pooled["any_wrong_se"]
-    unequal = design.simulate_error_rates(nothing, SDS, n_studies=N_STUDIES, seed=7, pooled=True)
+    unequal = simulate_error_rates(nothing, SDS, n_studies=N_STUDIES, seed=7, pooled=True)
     report("all Δ = 0, spreads 0.07-0.21 pp", unequal, "any_wrong")
     assert unequal["any_wrong"] > 0.05 + 3 * unequal["any_wrong_se"]
 

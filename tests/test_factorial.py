@@ -13,16 +13,18 @@ import pytest
 
 from harness import UserError
 from harness.core.config import Config
-from harness.stats import factorial as model
-from harness.stats import test_sets
-from harness.stats.design import MARGIN
-from harness.study.factorial import Factorial, load_factorial, parse_factorial
+from harness.core.store import RunConditions
+from harness.stats import factorial_model as model
+from harness.stats import population
+from harness.stats.verdicts import MARGIN
+from harness.study.factorial_design import Factorial, load_factorial, parse_factorial
 from harness.study.plan import TUNED, Plan, as_replication
 from harness.study.settings import StudySettings
 from harness.study.specs import SpecError, load_specs, spec_names
 
 FACTORS = ["a", "b", "c", "d", "e"]
-SIMULATED_STUDIES = 1000
+SIMULATED_STUDIES = 400
+C1 = RunConditions("cpu1t", "avx512-aaaaaa")
 FIVE_FACTORS = {
     "a": {"on": {}, "off": {"batchnorm": False}},
     "b": {"on": {}, "off": {"weight_decay": 0.0}},
@@ -44,7 +46,8 @@ def synthetic_runs(effects: dict[str, float], rng: np.random.Generator, seeds: i
                 effect / 2 * math.prod(x[f] for f in name.split(":"))
                 for name, effect in effects.items()
             )
-            rows.append({**x, "seed": seed, "accuracy": mean + rng.normal(0, sds[i])})
+            accuracy = mean + rng.normal(0, sds[i])
+            rows.append({**x, "cell": str(cell), "seed": seed, "accuracy": accuracy})
     return pd.DataFrame(rows)
 
 
@@ -58,7 +61,7 @@ def test_the_components_spec_is_a_full_2_to_the_5_with_every_one_at_a_time_arm_a
         "width",
     ]
     assert len(factorial.cells()) == 32 and factorial.seeds == (0, 1)
-    plan = StudySettings(factorial="components").plan(load_specs(spec_names()), "cpu1t")
+    plan = StudySettings(factorial="components").plan(load_specs(spec_names()), C1)
     assert set(plan.arms) == set(spec_names()) - {"width_double"}  # doubled is no cell
     tasks = plan.tasks()
     assert len({(t.config.hash(), t.seed) for t in tasks}) == 64  # an arm's run is a cell's
@@ -192,8 +195,22 @@ def test_the_models_effects_match_an_independent_numpy_least_squares_fit():
     reference = -np.ones(5)
     changed = reference.copy()
     changed[0] = 1
-    simple = table[kinds == model.KINDS[2]].loc["a", "estimate"]
-    assert simple == pytest.approx(predicted(changed) - predicted(reference), abs=1e-12)
+    # with replicates, the two cells' own contrast paired by seed, its error the pure error
+    simple = table[kinds == model.KINDS[2]].loc["a"]
+    means = runs.groupby(FACTORS)["accuracy"].mean()
+    cells = {tuple(float(x) for x in key): value for key, value in means.items()}
+    assert simple["method"] == model.CELLS
+    assert simple["estimate"] == pytest.approx(
+        cells[tuple(changed)] - cells[tuple(reference)], abs=1e-12
+    )
+    table_ = runs.pivot(index="cell", columns="seed", values="accuracy").to_numpy()
+    residual = table_ - table_.mean(axis=1, keepdims=True) - table_.mean(axis=0) + table_.mean()
+    pure = (residual**2).sum() / ((table_.shape[0] - 1) * (table_.shape[1] - 1))
+    assert simple["se_seeds"] == pytest.approx(math.sqrt(2 * pure / 2))
+    # with one seed there is no pure error: the model's simple effect, as the page says
+    one_seed = model.effect_table(runs[runs["seed"] == 0], FACTORS, MARGIN, confidence=0.95)
+    model_simple = one_seed[one_seed["kind"] == model.KINDS[2]].set_index("effect").loc["a"]
+    assert model_simple["method"] == model.MODEL
 
 
 def _share(hits: np.ndarray) -> tuple[float, float]:
@@ -227,32 +244,30 @@ def test_simulated_error_rates_and_coverage_of_the_family_under_unequal_cell_var
     assert results["coverage of 95% intervals"][0] >= 0.93
 
 
-def test_the_image_part_of_a_contrast_is_the_paired_crossed_designs_for_two_cells():
-    """Two cells on the same n seeds and the contrast mean(cell 1) − mean(cell 0): the image
-    part is the crossed design's (MS_units − MS_residual)/(SN) of the paired differences, as
-    test_set_floor takes it, so runs that share a seed may be correlated (here strongly)."""
+def test_the_image_part_of_a_contrast_of_two_cells_is_that_of_their_paired_differences():
+    """Two cells on the same n seeds and the contrast mean(cell 1) − mean(cell 0): split seed by
+    seed, it is the paired differences image by image, so runs that share a seed may be
+    correlated (here strongly) without being counted as independent."""
     rng = np.random.default_rng(3)
-    n, units = 4, 20
-    shared = rng.normal(0, 0.01, (n, units))  # what a seed does on a block, in both cells
-    cell_effect = rng.normal(0, 0.004, units)  # the contrast's own variation over blocks
-    noise = rng.normal(0, 0.001, (2 * n, units))
-    blocks = np.vstack([0.98 + shared, 0.98 + shared + cell_effect]) + noise
+    n, images = 4, 400
+    shared = rng.normal(0, 0.1, (n, images))  # what a seed does on an image, in both cells
+    cell_effect = np.repeat(rng.normal(0, 0.04, 20), 20)  # the contrast's variation by block
+    noise = rng.normal(0, 0.01, (2 * n, images))
+    correct = np.vstack([0.98 + shared, 0.98 + shared + cell_effect]) + noise
     seeds = np.tile(np.arange(n), 2)
     weights = np.repeat([-1 / n, 1 / n], n)
-    variance, df = test_sets.linear_estimate_test_set_variance(weights, blocks, seeds)
-    differences = blocks[n:] - blocks[:n]
-    _, ms_units, ms_residual = test_sets._mean_squares(differences, 2)
-    assert variance == pytest.approx((ms_units - ms_residual) / (n * units))
-    assert df == units - 2
-    # the contrast's variation over blocks comes through: σ² 0.004² / 20 units, roughly
-    assert 0.3 < variance / (0.004**2 / units) < 3
+    per_seed = population.contrast_by_seed(weights, correct, seeds)
+    assert per_seed == pytest.approx(correct[n:] - correct[:n])
+    variance = population.image_part(per_seed)
+    # the contrast's variation over blocks comes through: σ² 0.04² / 20 blocks, roughly
+    assert 0.3 < variance / (0.04**2 / 20) < 3
 
 
 def test_factorial_from_a_damaged_plan_is_a_value_error():
     data = load_factorial("components").to_dict()
     data["factors"]["batchnorm"] = {"on": {}}
     with pytest.raises(ValueError, match="two levels"):
-        Factorial.from_dict(data)
+        Factorial.from_dict(data, Config())
 
 
 def test_cells_are_built_on_the_plans_reference_config():
@@ -297,7 +312,7 @@ def test_seeds_until_decided_plans_replicates_from_the_pilots_spread_and_keeps_i
 
 def test_a_replication_takes_new_seeds_after_every_used_one_and_is_kept_in_the_plan():
     specs = load_specs(spec_names())
-    plan = StudySettings(factorial="components").plan(specs, "cpu1t")
+    plan = StudySettings(factorial="components").plan(specs, C1)
     saved = plan.with_arm(dataclasses.replace(plan.reference, label=TUNED, seeds=(0, 1, 2, 3, 4)))
     again = as_replication(plan, saved, resume=False)
     assert again.factorial.seeds == (5, 6) and again.replications == ((5, 6),)
@@ -328,8 +343,8 @@ def test_replication_agreement_holds_0_for_one_truth_and_flags_a_shifted_one():
 
 def test_seeds_until_decided_of_a_factorial_plan_its_replicates_not_the_arms_by_stein():
     specs = load_specs(["no_dropout"])
-    plan = StudySettings(factorial="components", until_decided=True).plan(specs, "cpu1t")
+    plan = StudySettings(factorial="components", until_decided=True).plan(specs, C1)
     assert plan.design.pilot_seeds == 2 and plan.design.max_seeds == 6  # the spec's cap
     assert plan.stein_design is None  # the arms follow the cells: no Stein test for them
-    one_at_a_time = StudySettings(until_decided=True).plan(specs, "cpu1t")
+    one_at_a_time = StudySettings(until_decided=True).plan(specs, C1)
     assert one_at_a_time.stein_design == one_at_a_time.design

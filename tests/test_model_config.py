@@ -1,6 +1,3 @@
-import subprocess
-import sys
-
 import pytest
 import torch
 from torch import nn
@@ -65,25 +62,20 @@ def test_command_line_assignments():
         with_overrides(Config(), {"epochs": 1.5})
 
 
-def test_train_cli_rejects_bad_override_in_one_line(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness.train",
-            "--set",
-            "learning_rate=0.1",
-            "--results-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+def test_train_cli_rejects_bad_override_in_one_line(tmp_path, one_line_error):
+    line = one_line_error(
+        "-m", "harness.train", "--set", "learning_rate=0.1", "--results-dir", str(tmp_path)
     )
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "error: --set learning_rate=0.1: unknown key 'learning_rate' (known: "
+    assert line == (
+        "error: --set: learning_rate=0.1: unknown key 'learning_rate' (known: "
         + ", ".join(Config().to_dict())
         + ")"
-    ]
+    )
     assert not any(tmp_path.iterdir())
+
+
+def test_assignments_apply_together_so_widths_and_dropout_change_as_one():
+    config = load_config(None, ["hidden_widths=[64, 32]", "dropout=[0.1, 0.0]"])
+    assert config.hidden_widths == (64, 32) and config.dropout == (0.1, 0.0)
+    with pytest.raises(ConfigError, match="dropout: 3 rates for 2 hidden layers"):
+        load_config(None, ["hidden_widths=[64, 32]"])

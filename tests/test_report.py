@@ -18,26 +18,28 @@ from scipy import stats as sps
 from harness import UserError
 from harness.core.config import Config
 from harness.core.model import build_model, parameter_count
-from harness.core.store import RunStore
+from harness.core.store import RunConditions, RunStore
 from harness.report import (
     analysis,
+    build,
     claims,
     comparisons,
+    detail_pages,
+    index_page,
     markdown,
-    pages,
-    pages_detail,
     plots,
-    writing,
 )
 from harness.report.folder import MANIFEST, ReportFolderError
-from harness.stats import design, inference, test_sets
+from harness.stats import design, inference, population
 from harness.study.plan import Arm, Design, Plan, load_plan, save_plan
-from harness.study.saved import SEARCH_SUMMARY_FILE
+from harness.study.search import summary_file
 from harness.study.specs import REFERENCE, load_spec, spec_names
 
 PER_DIGIT = 1000  # test images per digit: 10,000 in all, as in MNIST
 ERROR_WEIGHTS = [3, 1, 4, 5, 4, 5, 3, 5, 6, 8]  # digit 1 easiest, 9 hardest
 ENGINE = "cpu1t"
+CONDITIONS = RunConditions(ENGINE, "")  # a plan saved before the platform was recorded
+SEARCH_SUMMARY_FILE = summary_file("tuned")
 TUNED_CONFIG = Config(hidden_widths=(768, 384, 192), dropout=(0.0, 0.4, 0.2), epochs=12, shift=1)
 REF = np.round(0.983 + 0.001 * np.random.default_rng(1).standard_normal(30), 4)
 NO_BN = REF[:5] - 0.006 + np.array([0, 2, -2, 1, -1]) * 1e-4
@@ -162,7 +164,7 @@ def results(tmp_path_factory):
         "width_half": Arm("width_half", "half", config["width_half"], tuple(range(5))),
         "tuned": Arm("tuned", "best of the search", TUNED_CONFIG, tuple(range(5))),
     }
-    save_plan(Plan(arms, ENGINE).with_reference_seeds(), root)
+    save_plan(Plan(arms, CONDITIONS).with_reference_seeds(), root)
     (root / SEARCH_SUMMARY_FILE).write_text(json.dumps(search_summary()))
     for seed, accuracy in enumerate(REF):
         store.save(fake_record(REFERENCE, Config(), seed, accuracy))
@@ -183,7 +185,7 @@ def results(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def data(results):
-    return writing.load_checked(results)
+    return build.load_checked(results)
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +196,7 @@ def frame(data):
 @pytest.fixture(scope="module")
 def out(data, frame, tmp_path_factory):
     target = tmp_path_factory.mktemp("reports")
-    writing.write_reports(data, target, frame.reset_index(drop=True))
+    build.write_reports(data, target, frame.reset_index(drop=True))
     return target
 
 
@@ -224,12 +226,15 @@ def test_index_opens_with_the_verdict_table(out, frame, data):
     assert frame.loc["no_batchnorm", "family_ci"] == pytest.approx((low, high))
     assert cells(row)[5] == f"[{100 * low:+.2f}, {100 * high:+.2f}] worse"  # this test set
     # the verdict's own interval: new seeds and new test sets, at the same family level
-    population = test_sets.paired_difference_interval_seeds_and_images(
-        *(analysis.correct_matrix(runs) for runs in analysis.paired_runs(data, "no_batchnorm")),
+    wider = population.seeds_and_images_interval(
+        population.paired_differences(
+            *(analysis.correct_matrix(runs) for runs in analysis.paired_runs(data, "no_batchnorm"))
+        ),
         confidence=1 - 0.05 / 3,
     )
-    assert frame.loc["no_batchnorm", "verdict_ci"] == pytest.approx(tuple(population[1:]))
-    assert cells(row)[3] == markdown.interval(population[1:], markdown.points)
+    assert frame.loc["no_batchnorm", "verdict_ci"] == pytest.approx(tuple(wider[1:]))
+    assert wider.low <= low and wider.high >= high  # never narrower than this test set's
+    assert cells(row)[3] == markdown.interval(wider[1:], markdown.points)
     assert cells(row)[1] == "5" and cells(row)[2] == f"{100 * d.mean():+.2f}"
     assert cells(row)[4] == "**worse**"
     no_dropout = cells(table_row(text, "no_dropout"))
@@ -275,7 +280,7 @@ def analysis_correlation():
 def test_stein_design_is_described(data, frame):
     plan = dataclasses.replace(data.plan, design=Design(5, 30))
     designed = dataclasses.replace(data, plan=plan)
-    text = "\n".join(pages.procedure(designed, frame.reset_index(drop=True)))
+    text = "\n".join(index_page.procedure(designed, frame.reset_index(drop=True)))
     assert "Stein 1945" in text and "pilot of 5 seeds" in text and "4 degrees of freedom" in text
 
 
@@ -291,7 +296,7 @@ def test_ablations_page(out, frame):
         markdown.interval(frame.loc["no_batchnorm", "verdict_ci"], markdown.points) in no_batchnorm
     )
     few = frame[frame["n"] < inference.BCA_MIN_N]
-    assert "95% CI (BCa)" not in pages_detail.accuracy_rows(few)[0]
+    assert "95% CI (BCa)" not in detail_pages.accuracy_rows(few)[0]
     assert "after epoch 5–7 (30 run(s))" in table_row(text, "reference")
 
 
@@ -305,7 +310,7 @@ def test_forest_shades_the_margin(frame):
 
 
 def test_curves_mark_every_lr_cut(data):
-    series = writing.curve_series(data, REFERENCE)
+    series = build.curve_series(data, REFERENCE)
     figure = plots.curves_figure([series], band=True)
     marks = [line for line in figure.axes[0].lines if line.get_label() == plots.LR_CUT_LABEL]
     cuts = [CUTS[seed % len(CUTS)] for seed in range(30)]
@@ -334,7 +339,7 @@ def test_claims_use_the_prediction_interval(data):
 
 def test_parameter_note_names_batchnorm_only_when_it_is():
     data = analysis.StudyData(
-        Plan({REFERENCE: Arm(REFERENCE, "", Config(), (0,))}, ENGINE),
+        Plan({REFERENCE: Arm(REFERENCE, "", Config(), (0,))}, CONDITIONS),
         pd.DataFrame(),
         {},
         {},
@@ -346,9 +351,9 @@ def test_parameter_note_names_batchnorm_only_when_it_is():
 
 
 def test_stack_size_is_named_only_for_stacked_gpu_runs():
-    assert "stack size" in pages.reproducibility("cuda-stacked")
+    assert "stack size" in index_page.reproducibility("cuda-stacked")
     for engine in ("cpu1t", "cuda", "cpu-stacked"):  # a CPU stack is bit-exact whatever K
-        assert "stack size" not in pages.reproducibility(engine)
+        assert "stack size" not in index_page.reproducibility(engine)
 
 
 def test_confusion_claim_is_counted_run_by_run():
@@ -402,17 +407,17 @@ def test_regenerates_byte_identically_from_the_data_copy(out, results, tmp_path)
     assert (out / "data" / "plan.json").read_bytes() == (results / "plan.json").read_bytes()
     assert len(list((out / "data" / "runs" / "corrupt").glob("*.json"))) == 1
     assert len(list((out / "data" / "runs").glob("*.json"))) == 73
-    assert writing.finish(out / "data", tmp_path / "again") == 0
+    assert build.finish(out / "data", tmp_path / "again") == 0
     again = {p.relative_to(tmp_path / "again"): p for p in (tmp_path / "again").rglob("*")}
     assert set(files) == {name for name, path in again.items() if path.is_file()}
     for name, content in files.items():
         assert again[name].read_bytes() == content, name
-    writing.finish(out / "data", out)  # the copy onto itself
+    build.finish(out / "data", out)  # the copy onto itself
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
 
 
 def test_finish_prints_the_named_verdicts(results, tmp_path, capsys):
-    assert writing.finish(results, tmp_path / "r", ["no_batchnorm"], diverged_now=2) == 1
+    assert build.finish(results, tmp_path / "r", ["no_batchnorm"], diverged_now=2) == 1
     printed = capsys.readouterr().out
     assert "no_batchnorm" in printed and "worse" in printed and "no_dropout" not in printed
     assert (
@@ -422,7 +427,7 @@ def test_finish_prints_the_named_verdicts(results, tmp_path, capsys):
 
 def test_nothing_to_report_is_one_line(tmp_path):
     with pytest.raises(UserError, match="no plan.json"):
-        writing.finish(tmp_path / "empty", tmp_path / "out")
+        build.finish(tmp_path / "empty", tmp_path / "out")
     command = [sys.executable, "-m", "harness.report", "--out", str(tmp_path / "out")]
     result = subprocess.run(
         [*command, "--results-dir", str(tmp_path / "empty")],
@@ -444,10 +449,10 @@ def test_no_shared_seed_is_no_comparison(tmp_path):
         REFERENCE: Arm(REFERENCE, "", Config(), (0,)),
         "no_batchnorm": Arm("no_batchnorm", "", variant, (7,)),
     }
-    save_plan(Plan(arms, ENGINE).with_reference_seeds(), tmp_path)
+    save_plan(Plan(arms, CONDITIONS).with_reference_seeds(), tmp_path)
     store.save(fake_record(REFERENCE, Config(), 0, 0.98))
     store.save(fake_record("no_batchnorm", variant, 7, 0.97))
-    row = comparisons.comparison_table(writing.load_checked(tmp_path)).set_index("variant")
+    row = comparisons.comparison_table(build.load_checked(tmp_path)).set_index("variant")
     assert row.loc["no_batchnorm", "n_pairs"] == 0 and np.isnan(row.loc["no_batchnorm", "diff"])
     assert row.loc["no_batchnorm", "verdict"] == "inconclusive"
 
@@ -461,10 +466,10 @@ def test_architecture_counts_what_the_model_builds(name):
 
 
 def test_reference_alone_reports_without_comparisons(tmp_path):
-    save_plan(Plan({REFERENCE: Arm(REFERENCE, "", Config(), (0, 1))}, ENGINE), tmp_path / "r")
+    save_plan(Plan({REFERENCE: Arm(REFERENCE, "", Config(), (0, 1))}, CONDITIONS), tmp_path / "r")
     for seed in (0, 1):
         RunStore(tmp_path / "r").save(fake_record(REFERENCE, Config(), seed, REF[seed]))
-    assert writing.finish(tmp_path / "r", tmp_path / "out") == 0
+    assert build.finish(tmp_path / "r", tmp_path / "out") == 0
     text = (tmp_path / "out" / "README.md").read_text()
     assert (
         "Reference: **" in text and "over 2 seeds" in text and "## One-at-a-time verdicts" in text
@@ -482,12 +487,12 @@ def test_report_refuses_a_folder_of_other_files_and_touches_nothing(results, tmp
     (user / "notes.txt").write_text("mine")
     before = snapshot(user)
     with pytest.raises(ReportFolderError, match="no report wrote") as error:
-        writing.finish(results, user)
+        build.finish(results, user)
     assert "\n" not in str(error.value)
     assert snapshot(user) == before
     (tmp_path / "file").write_text("")
     with pytest.raises(ReportFolderError, match="not a folder"):
-        writing.finish(results, tmp_path / "file")
+        build.finish(results, tmp_path / "file")
 
 
 @pytest.mark.parametrize("where", ["around", "inside", "same"])
@@ -495,13 +500,13 @@ def test_report_refuses_an_output_folder_around_or_inside_its_results(results, w
     before = snapshot(results)
     out = {"around": results.parent, "inside": results / "runs", "same": results}[where]
     with pytest.raises(ReportFolderError, match="one inside the other"):
-        writing.finish(results, out)
+        build.finish(results, out)
     assert snapshot(results) == before
 
 
 def test_report_replaces_and_removes_only_what_a_report_wrote(results, tmp_path):
     out = tmp_path / "out"
-    writing.finish(results, out)
+    build.finish(results, out)
     (out / "notes.md").write_text("a user's notes")
     (out / "gpu").mkdir()
     (out / "gpu" / "README.md").write_text("another report, in a subfolder")
@@ -514,7 +519,7 @@ def test_report_replaces_and_removes_only_what_a_report_wrote(results, tmp_path)
     smaller = tmp_path / "smaller"
     shutil.copytree(results, smaller)
     save_plan(fewer, smaller)
-    writing.finish(smaller, out)
+    build.finish(smaller, out)
     assert not (out / "variants" / "width_half.md").exists()  # its arm left the plan
     assert (out / "notes.md").read_text() == "a user's notes"
     assert (out / "gpu" / "README.md").exists()
@@ -524,7 +529,7 @@ def test_report_replaces_and_removes_only_what_a_report_wrote(results, tmp_path)
     (out / MANIFEST).write_text(json.dumps(manifest))
     (out / "claims.md").write_text("my own claims")
     with pytest.raises(ReportFolderError, match="claims.md was not written by a report"):
-        writing.finish(smaller, out)
+        build.finish(smaller, out)
     assert (out / "claims.md").read_text() == "my own claims"
 
 
@@ -535,11 +540,11 @@ def test_a_report_stopped_halfway_leaves_a_folder_the_next_one_takes(
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(writing, "claims_rows", interrupted)
+        patch.setattr(build, "claims_rows", interrupted)
         with pytest.raises(KeyboardInterrupt):
-            writing.finish(results, tmp_path / "out")
+            build.finish(results, tmp_path / "out")
     assert (tmp_path / "out" / "ablations.md").exists()  # written before the stop
-    assert writing.finish(results, tmp_path / "out") == 0
+    assert build.finish(results, tmp_path / "out") == 0
     assert (tmp_path / "out" / "claims.md").exists()
     assert not (tmp_path / "out" / ".report.lock").exists()
 
@@ -554,12 +559,12 @@ def test_a_two_stage_plan_is_judged_by_steins_test(tmp_path):
         REFERENCE: Arm(REFERENCE, "the reference", Config(), tuple(range(6))),
         "no_batchnorm": Arm("no_batchnorm", "no BN", no_bn, tuple(range(6))),
     }
-    save_plan(Plan(arms, ENGINE, design=Design(pilot_seeds=3, max_seeds=6)), tmp_path)
+    save_plan(Plan(arms, CONDITIONS, design=Design(pilot_seeds=3, max_seeds=6)), tmp_path)
     variant = [0.9851, 0.9838, 0.9849, 0.9822, 0.9861, 0.9830]
     for seed in range(6):
         store.save(fake_record(REFERENCE, Config(), seed, REF[seed]))
         store.save(fake_record("no_batchnorm", no_bn, seed, variant[seed]))
-    frame = comparisons.comparison_table(writing.load_checked(tmp_path)).set_index("variant")
+    frame = comparisons.comparison_table(build.load_checked(tmp_path)).set_index("variant")
     d = np.array(variant) - np.array(REF[:6])
     stein = design.stein_test(d, n0=3, margin=0.001)
     family = design.stein_test(d, n0=3, margin=0.001, confidence=1 - 0.05)  # a family of one
@@ -582,7 +587,7 @@ def test_repeated_searches_show_each_choice_their_spread_and_expected_best_curve
         "tuned": Arm("tuned", "best of search 1", TUNED_CONFIG, tuple(range(5))),
         "tuned-repeat2": Arm("tuned-repeat2", "best of search 2", other, tuple(range(5))),
     }
-    save_plan(Plan(arms, ENGINE, search={"epoch_cap": 30, "seed": 1_000_000}), root)
+    save_plan(Plan(arms, CONDITIONS, search={"epoch_cap": 30, "seed": 1_000_000}), root)
     second = search_summary() | {"study": "mlp-repeat2", "config": other.to_dict()}
     second["trials"] = [
         {"number": n, "state": "pruned" if n % 2 else "complete", "value": 0.97 + n / 500}
@@ -596,13 +601,13 @@ def test_repeated_searches_show_each_choice_their_spread_and_expected_best_curve
         store.save(fake_record(REFERENCE, Config(), seed, REF[seed]))
         store.save(fake_record("tuned", TUNED_CONFIG, seed, TUNED_ACC[seed]))
         store.save(fake_record("tuned-repeat2", other, seed, REF[seed] + 0.0004))
-    data = writing.load_checked(root)
+    data = build.load_checked(root)
     assert list(data.searches) == ["tuned", "tuned-repeat2"]
     frame = comparisons.comparison_table(data).set_index("variant")
     assert set(frame.loc[["tuned", "tuned-repeat2"], "family"]) == {analysis.SELECTED}
     assert frame.loc["tuned", "family_confidence"] == pytest.approx(1 - 0.05 / 2)
     out = tmp_path / "reports"
-    writing.write_reports(data, out, frame.reset_index())
+    build.write_reports(data, out, frame.reset_index())
     search = (out / "search.md").read_text()
     variance = search[search.index("## The search's own variance") :]
     assert "| tuned-repeat2 " in variance and "1001000" in variance and "`mlp-repeat2`" in variance

@@ -2,10 +2,10 @@
 
 import dataclasses
 import glob
+import json
 import multiprocessing
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,16 +15,15 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from harness.core.config import Config
-from harness.core.data import split
-from harness.study.tuning import finished_count, open_study, optimize, summarize
-from tests.conftest import synthetic_mnist
-
-BASE = Config(val_size=100)
-
-
-def tiny_split():
-    return split(synthetic_mnist(), BASE.val_size, 0)
+from harness.study.search import (
+    SearchSummary,
+    finished_count,
+    open_study,
+    optimize,
+    summarize,
+)
+from tests.helpers import SEARCH_BASE as BASE
+from tests.helpers import search_split as tiny_split
 
 
 def sqlite(tmp_path: Path) -> str:
@@ -33,32 +32,28 @@ def sqlite(tmp_path: Path) -> str:
 
 def test_tiny_search_completes_and_continues(tmp_path):
     data = tiny_split()
-    study = open_study("tiny", sqlite(tmp_path), seed=0)
-    optimize(study, data, BASE, trials=3, epoch_cap=2, seed=0)
+    study = open_study("tiny", sqlite(tmp_path), 0, 2)
+    optimize(study, data, BASE, trials=3, search_epochs=2, seed=0)
     assert finished_count(study) == 3
     assert all(0 <= t.value <= 1 for t in study.get_trials(states=(TrialState.COMPLETE,)))
 
-    again = open_study("tiny", sqlite(tmp_path), seed=0)  # the same command, more trials
-    optimize(again, data, BASE, trials=5, epoch_cap=2, seed=0)
+    again = open_study("tiny", sqlite(tmp_path), 0, 2)  # the same command, more trials
+    optimize(again, data, BASE, trials=5, search_epochs=2, seed=0)
     assert finished_count(again) == 5 and len(again.trials) == 5
     assert [t.number for t in again.trials] == [0, 1, 2, 3, 4]
 
-    summary = summarize(again, sqlite(tmp_path))  # what the report reads
-    assert summary["best_value"] == again.best_value
-    assert summary["counts"]["complete"] + summary["counts"]["pruned"] == 5
-    assert 0 < summary["wall_seconds"] < 600
-    assert (
-        Config(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in summary["config"].items()}
-        ).val_size
-        == BASE.val_size
-    )
+    summary = summarize(again, sqlite(tmp_path), 0)  # what the report reads
+    assert summary.best_value == again.best_value
+    assert summary.finished == 5 and len(summary.trials) == 5
+    assert 0 < summary.wall_seconds < 600
+    assert summary.config.val_size == BASE.val_size
+    assert SearchSummary.from_dict(json.loads(json.dumps(summary.to_dict()))) == summary
 
 
 @pytest.mark.filterwarnings("ignore:Fixed parameter lr")  # the absurd lr is on purpose
 def test_bad_trial_is_pruned_and_diverging_trial_does_not_stop_the_study(tmp_path):
     data = tiny_split()
-    study = open_study("prune", sqlite(tmp_path), seed=0)
+    study = open_study("prune", sqlite(tmp_path), 0, 5)
     # Five finished trials that were perfect at every epoch, reported through the pruner so that
     # it keeps its own books: a worse trial is not in the best third at the first rung.
     for _ in range(5):
@@ -85,7 +80,7 @@ def test_bad_trial_is_pruned_and_diverging_trial_does_not_stop_the_study(tmp_pat
     }
     study.enqueue_trial(poor)
     study.enqueue_trial({**poor, "batchnorm": True, "dropout_1": 0.0, "lr": 1e30})
-    optimize(study, data, BASE, trials=8, epoch_cap=5, seed=0)
+    optimize(study, data, BASE, trials=8, search_epochs=5, seed=0)
 
     poor_trial, diverged, *rest = study.trials[5:]
     assert poor_trial.state == TrialState.PRUNED
@@ -98,18 +93,12 @@ def test_bad_trial_is_pruned_and_diverging_trial_does_not_stop_the_study(tmp_pat
 # ---------------------------------------------------------------- PostgreSQL
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _as_postgres(*command: str) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else list(command)
 
 
-@pytest.fixture(scope="module")
-def postgres_url():
+@pytest.fixture
+def postgres_url(free_port):
     """A throwaway PostgreSQL server on 127.0.0.1, started for these tests and stopped after."""
     binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not binaries:
@@ -118,7 +107,7 @@ def postgres_url():
     root = Path(tempfile.mkdtemp(prefix="harness-pg-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port
     try:
         subprocess.run(
             _as_postgres(str(bin_dir / "initdb"), "-D", str(data), "-U", "harness", "--auth=trust"),
@@ -168,13 +157,13 @@ def postgres_url():
 
 
 def _search_worker(url: str, trials: int) -> None:
-    study = open_study("shared", url, seed=os.getpid())
-    optimize(study, tiny_split(), dataclasses.replace(BASE), trials=trials, epoch_cap=2, seed=0)
+    study = open_study("shared", url, os.getpid(), 2)
+    optimize(study, tiny_split(), BASE, trials=trials, search_epochs=2, seed=0)
 
 
 @pytest.mark.postgres
 def test_two_workers_share_one_study_over_postgresql(postgres_url):
-    open_study("shared", postgres_url, seed=0)  # created once, before the workers race
+    open_study("shared", postgres_url, 0, 2)  # created once, before the workers race
     context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_search_worker, args=(postgres_url, 8)) for _ in range(2)]
     started = time.time()
@@ -195,7 +184,7 @@ def test_two_workers_share_one_study_over_postgresql(postgres_url):
 
 
 def test_a_new_study_starts_from_the_reference(tmp_path):
-    study = open_study("anchored", sqlite(tmp_path), seed=0)
-    optimize(study, tiny_split(), BASE, trials=1, epoch_cap=2, seed=0)
+    study = open_study("anchored", sqlite(tmp_path), 0, 2)
+    optimize(study, tiny_split(), BASE, trials=1, search_epochs=2, seed=0)
     first = study.trials[0]
     assert first.user_attrs["config"] == dataclasses.replace(BASE, epochs=2).to_dict()

@@ -70,29 +70,29 @@ def test_malformed_spec_names_file_and_key(tmp_path, text, fragments):
     assert all(fragment in str(error.value) for fragment in fragments), str(error.value)
 
 
-def test_ablate_cli_rejects_unknown_name_before_training(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness.ablate",
-            "no_batchnrom",
-            "--results-dir",
-            str(tmp_path / "results"),
-            "--reports-dir",
-            str(tmp_path / "reports"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+def test_specs_change_the_base_recipe_that_set_gives(tmp_path):
+    base = Config(hidden_widths=(24, 12, 8), batch_size=64)
+    assert load_spec("no_dropout", base=base).config == Config(
+        hidden_widths=(24, 12, 8), batch_size=64, dropout=(0.0, 0.0, 0.0)
     )
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1
-    assert "did you mean 'no_batchnorm'?" in result.stderr
+    assert load_spec("reference", base=base).config == base
+
+
+def test_ablate_cli_rejects_unknown_name_before_training(tmp_path, one_line_error):
+    line = one_line_error(
+        "-m",
+        "harness.ablate",
+        "no_batchnrom",
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--reports-dir",
+        str(tmp_path / "reports"),
+    )
+    assert "did you mean 'no_batchnorm'?" in line
     assert not (tmp_path / "results").exists()
 
 
-def test_ablate_list_shows_descriptions():
+def test_ablate_list_shows_descriptions_of_any_specs_folder(small_specs):
     result = subprocess.run(
         [sys.executable, "-m", "harness.ablate", "--list"],
         capture_output=True,
@@ -101,3 +101,12 @@ def test_ablate_list_shows_descriptions():
     )
     assert result.returncode == 0
     assert "no_batchnorm" in result.stdout and "BatchNorm removed" in result.stdout
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.ablate", "--list", "--specs-dir", str(small_specs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no BatchNorm" in result.stdout and "BatchNorm removed" not in result.stdout
+    assert "--factorial components" in result.stdout and "every combination" in result.stdout

@@ -12,10 +12,10 @@ import torch
 
 from harness.core.config import Config
 from harness.core.data import Split, split
-from harness.core.training import evaluate, run
+from harness.core.training import evaluate, run_one
 from harness.stacked.graph import WARMUP_STEPS
 from harness.stacked.trainer import DROPOUT_BLOCK, StackedTrainer, fit_stacked, run_stacked
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
 
@@ -88,7 +88,7 @@ def test_k1_stack_follows_the_single_run_without_dropout(tiny_mnist):
     stacked Adam is torch's formula in foreach ops, the single run's the fused kernel."""
     config = dataclasses.replace(TINY, dropout=(0.0, 0.0), epochs=6, scheduler_patience=0, lr=3e-3)
     stacked = run_stacked(config, [1], tiny_mnist)[0]
-    single = run(config, 1, tiny_mnist)
+    single = run_one(config, 1, tiny_mnist)
     assert [e["lr"] for e in stacked["history"]] == [e["lr"] for e in single["history"]]
     assert len({e["lr"] for e in single["history"]}) > 1  # the schedule did act
     for key in ("train_loss", "val_loss", "val_accuracy"):
@@ -108,7 +108,7 @@ def test_a_stacked_member_with_dropout_stays_paired_with_its_seeds_single_run(ti
     config = dataclasses.replace(TINY, epochs=3)
     seeds = range(2, 8)
     stacked = [r["metrics"]["test_accuracy"] for r in run_stacked(config, list(seeds), tiny_mnist)]
-    single = [run(config, seed, tiny_mnist)["metrics"]["test_accuracy"] for seed in seeds]
+    single = [run_one(config, seed, tiny_mnist)["metrics"]["test_accuracy"] for seed in seeds]
     paired = statistics.mean(abs(a - b) for a, b in zip(stacked, single, strict=True))
     unpaired = statistics.mean(abs(a - b) for a, b in itertools.permutations(single, 2))
     assert min(stacked) > 0.5  # chance is 0.1
@@ -231,7 +231,7 @@ def test_a_frozen_member_does_not_move(tiny_mnist):
 def test_records_have_the_single_run_schema(tiny_mnist):
     config = dataclasses.replace(TINY, epochs=2)
     records = run_stacked(config, [0, 1], tiny_mnist, label="tiny")
-    single = run(config, 0, tiny_mnist, label="tiny")
+    single = run_one(config, 0, tiny_mnist, label="tiny")
     assert [r["seed"] for r in records] == [0, 1]
     for record in records:
         assert set(record) == set(single) | {"stack_size"}
@@ -247,7 +247,7 @@ def test_records_have_the_single_run_schema(tiny_mnist):
 def test_diverged_records_look_like_the_single_runs(tiny_mnist):
     config = dataclasses.replace(TINY, lr=1e30)
     records = run_stacked(config, [0, 1], tiny_mnist)
-    single = run(config, 0, tiny_mnist)
+    single = run_one(config, 0, tiny_mnist)
     for record in records:
         assert record["status"] == single["status"] == "diverged"
         assert record["diverged_epoch"] == single["diverged_epoch"] == 1
@@ -333,15 +333,14 @@ def test_cuda_graph_records_equal_the_eager_ones(tiny_mnist):
 
 
 @pytest.mark.slow
-def test_stacked_reference_matches_single_runs_within_the_seed_spread(real_mnist):
-    """Another numeric path, the same experiment: 5 seeds of the reference (2 epochs) trained
-    as one stack and one by one give mean test accuracies within 3 standard errors."""
-    config = dataclasses.replace(Config(), epochs=2)
-    seeds = range(5)
-    stacked = [r["metrics"]["test_accuracy"] for r in run_stacked(config, seeds, real_mnist)]
-    single = [run(config, seed, real_mnist)["metrics"]["test_accuracy"] for seed in seeds]
-    standard_error = math.sqrt((statistics.variance(stacked) + statistics.variance(single)) / 5)
-    difference = statistics.mean(stacked) - statistics.mean(single)
-    print(f"stacked {stacked}, single {single}: {difference:+.4f} ± {standard_error:.4f}")
-    assert min(stacked + single) > 0.96  # trained, whatever the machine
-    assert abs(difference) <= 3 * standard_error
+def test_a_stacked_reference_on_real_mnist_equals_its_member_trained_alone(real_mnist):
+    """At full size, on the real data: a member of a stack of two is the seed trained alone,
+    bit for bit (every epoch, every test prediction), and it learned."""
+    config = dataclasses.replace(Config(), epochs=1)
+    stack = run_stacked(config, [0, 1], real_mnist)
+    alone = run_stacked(config, [1], real_mnist)[0]
+    assert stack[1]["history"][0] | {"seconds": 0} == alone["history"][0] | {"seconds": 0}
+    assert stack[1]["test_history"] == alone["test_history"]
+    assert stack[1]["test_predictions"] == alone["test_predictions"]
+    assert stack[0]["test_predictions"] != alone["test_predictions"]  # another seed
+    assert alone["metrics"]["test_accuracy"] > 0.96

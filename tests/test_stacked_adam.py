@@ -12,7 +12,7 @@ from harness.core.data import split
 from harness.stacked import adam
 from harness.stacked.adam import foreach_adam
 from harness.stacked.trainer import StackedTrainer
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 K = 3
 SHAPES = [(K, 7, 5), (K, 7, 1), (K, 10, 7)]  # [K, out, in] weights and [K, out, 1] biases

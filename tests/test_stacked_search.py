@@ -11,17 +11,22 @@ from optuna.trial import TrialState
 
 from harness.core.config import config_from_dict
 from harness.stacked.trainer import fit_stacked
-from harness.study.stacked_search import optimize_stacked
-from harness.study.tuning import (
+from harness.study.search import (
     finished_count,
     open_study,
     reference_params,
     suggest_config,
     summarize,
 )
-from tests.test_search import BASE, sqlite, tiny_split
+from harness.study.search._stacked import optimize_stacked
+from tests.helpers import SEARCH_BASE as BASE
+from tests.helpers import search_split as tiny_split
 
 SEED = 1_000_000
+
+
+def sqlite(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'search.db'}"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -29,7 +34,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_rounds_of_stacked_trials_fill_the_study_each_trial_as_its_config_alone(tmp_path):
     data = tiny_split()
-    study = open_study("stacked", sqlite(tmp_path), seed=0, epoch_cap=3)
+    study = open_study("stacked", sqlite(tmp_path), 0, 3)
     optimize_stacked(study, data, BASE, 7, 3, SEED, torch.device("cpu"), round_size=3)
     trials = study.get_trials()
     assert finished_count(study) == len(trials) == 7  # rounds of 3, 3 and 1
@@ -58,10 +63,10 @@ def test_rounds_of_stacked_trials_fill_the_study_each_trial_as_its_config_alone(
             assert len(epochs) == trial.params["epochs"]
         elif "failure" not in trial.user_attrs:
             assert epochs[-1] in (1, 3)  # successive halving's rungs for a cap of 3
-    summary = summarize(study, sqlite(tmp_path))  # what the report reads, as for the CPU search
-    assert summary["counts"]["complete"] + summary["counts"]["pruned"] == 7
+    summary = summarize(study, sqlite(tmp_path), SEED)  # what the report reads, as on the CPU
+    assert summary.finished == 7
 
-    again = open_study("stacked", sqlite(tmp_path), seed=0, epoch_cap=3)
+    again = open_study("stacked", sqlite(tmp_path), 0, 3)
     optimize_stacked(again, data, BASE, 9, 3, SEED, torch.device("cpu"), round_size=3)
     assert finished_count(again) == len(again.trials) == 9  # continued, nothing trained twice
     assert [t.number for t in again.trials] == list(range(9))

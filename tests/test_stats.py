@@ -1,16 +1,14 @@
 """Each statistic against an independent computation on fixed arrays."""
 
 import itertools
-import json
 import math
-import time
 
 import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness.stats import inference, test_sets
-from tests.helpers import PROJECT_ROOT
+from harness.stats import inference
+from tests.simulations import bca_coverage
 
 ACC = [0.9812, 0.9825, 0.9801, 0.9833, 0.9819]
 REF = [0.9800, 0.9811, 0.9806, 0.9820, 0.9802]
@@ -195,116 +193,12 @@ def test_prediction_interval_formula_and_coverage():
     assert math.isnan(inference.prediction_interval([0.98]).low)
 
 
-# --- intervals over seeds and test images -------------------------------------------------------
-
-
-def anova_mean_squares(y):
-    """Two-way crossed ANOVA without replication, by explicit sums."""
-    s, n = y.shape
-    g, rows, cols = y.mean(), y.mean(axis=1), y.mean(axis=0)
-    ms_rows = n * sum((r - g) ** 2 for r in rows) / (s - 1)
-    ms_cols = s * sum((c - g) ** 2 for c in cols) / (n - 1)
-    ms_res = sum((y[i, j] - rows[i] - cols[j] + g) ** 2 for i in range(s) for j in range(n)) / (
-        (s - 1) * (n - 1)
-    )
-    return ms_rows, ms_cols, ms_res
-
-
-def logistic_population(rng, n_seeds, n_images, seed_sd=0.05, image_sd=3.0, offset=6.0):
-    """Correctness of n_seeds fresh runs on n_images fresh images (logit model)."""
-    logits = offset + rng.normal(0, seed_sd, (n_seeds, 1)) + rng.normal(0, image_sd, (1, n_images))
-    return rng.random((n_seeds, n_images)) < 1 / (1 + np.exp(-logits)), logits
-
-
-def population_accuracy(seed_sd=0.05, image_sd=3.0, offset=6.0):
-    """E over seed and image effects of the logistic, by Gauss–Hermite quadrature."""
-    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
-    weights = weights / weights.sum()
-    logits = offset + seed_sd * nodes[:, None] + image_sd * nodes[None, :]
-    return float(weights @ (1 / (1 + np.exp(-logits))) @ weights)
-
-
-def independent_images(correct):
-    """The crossed interval with every image its own unit and no strata."""
-    return test_sets.accuracy_interval_seeds_and_images(correct, blocks=correct.shape[1], strata=1)
-
-
-def test_seeds_and_images_interval_matches_anova_and_covers():
-    rng = np.random.default_rng(21)
-    p = rng.uniform(0.2, 0.9, (1, 60)) + np.array([[-0.1], [0.0], [0.05], [0.1]])
-    y = (rng.random((4, 60)) < p).astype(float)
-    ms_rows, ms_cols, ms_res = anova_mean_squares(y)
-    assert ms_rows + ms_cols > 2 * ms_res  # the plain case, no floor
-    variance = (ms_rows + ms_cols - ms_res) / y.size
-    a, b, c = ms_rows / y.size, ms_cols / y.size, ms_res / y.size
-    df = variance**2 / (a**2 / 3 + b**2 / 59 + c**2 / (3 * 59))  # Satterthwaite
-    half = sps.t.ppf(0.975, df) * math.sqrt(variance)
-    expected = (y.mean(), y.mean() - half, y.mean() + half)
-    assert independent_images(y.astype(bool)) == pytest.approx(expected)
-    # rows and columns carry nothing: the interaction's share alone, (S−1)(N−1) df
-    checkerboard = np.array([[1, 0, 1, 0], [0, 1, 0, 1]], dtype=bool)
-    half = sps.t.ppf(0.975, 3) * math.sqrt((2 / 3) / 8)
-    assert independent_images(checkerboard) == pytest.approx((0.5, 0.5 - half, 0.5 + half))
-    # coverage of the population accuracy by a direct simulation of new seeds and new images
-    truth, n_studies = population_accuracy(), 400
-    results = [independent_images(logistic_population(rng, 5, 2000)[0]) for _ in range(n_studies)]
-    covered = np.mean([r.low <= truth <= r.high for r in results])
-    assert abs(covered - 0.95) < 3 * math.sqrt(0.95 * 0.05 / n_studies)
-    # the seeds-only t interval on the same data misses the test set's own noise
-    seeds_only = np.mean(
-        [
-            lo <= truth <= hi
-            for _ in range(n_studies)
-            for _, lo, hi in [inference.mean_ci(logistic_population(rng, 5, 2000)[0].mean(axis=1))]
-        ]
-    )
-    assert seeds_only < 0.85
-
-
-def test_paired_seeds_and_images_interval():
-    rng = np.random.default_rng(22)
-    delta, n_studies = 0.4, 300  # the variant's logit offset
-    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
-    weights = weights / weights.sum()
-
-    def accuracy(offset, seed_sd):
-        logits = offset + seed_sd * nodes[:, None] + 1.5 * nodes[None, :]
-        return float(weights @ (1 / (1 + np.exp(-logits))) @ weights)
-
-    truth = accuracy(4.5 + delta, math.hypot(0.08, 0.05)) - accuracy(4.5, 0.08)
-    covered = []
-    for _ in range(n_studies):
-        seeds = rng.normal(0, 0.08, (5, 1))
-        images = rng.normal(0, 1.5, (1, 2000))
-        variant_logit = 4.5 + delta + seeds + rng.normal(0, 0.05, (5, 1)) + images
-        reference = rng.random((5, 2000)) < 1 / (1 + np.exp(-(4.5 + seeds + images)))
-        variant = rng.random((5, 2000)) < 1 / (1 + np.exp(-variant_logit))
-        interval = test_sets.paired_difference_interval_seeds_and_images(
-            variant, reference, blocks=2000, strata=1
-        )
-        assert interval.estimate == pytest.approx(variant.mean() - reference.mean())
-        covered.append(interval.low <= truth <= interval.high)
-    assert abs(np.mean(covered) - 0.95) < 3 * math.sqrt(0.95 * 0.05 / n_studies)
-    with pytest.raises(ValueError, match="differ in shape"):
-        test_sets.paired_difference_interval_seeds_and_images(variant, reference[:4])
-
-
-def test_seeds_and_images_interval_is_fast_and_degenerates_cleanly():
-    correct = np.random.default_rng(1).random((30, 10_000)) < 0.985
-    start = time.perf_counter()
-    test_sets.accuracy_interval_seeds_and_images(correct)  # 20 blocks of 500, two halves
-    assert time.perf_counter() - start < 1.0
-    one = test_sets.accuracy_interval_seeds_and_images(correct[:1])
-    assert math.isnan(one.low) and one.estimate == pytest.approx(correct[0].mean())
-    assert independent_images(np.ones((3, 5), bool)) == (1.0, 1.0, 1.0)
-
-
 # --- what BCa's "95%" is worth ------------------------------------------------------------------
 
 
 def test_bca_coverage_shortfall_and_minimum_n():
-    few = inference.bca_coverage(5, n_studies=2000, seed=1)
-    enough = inference.bca_coverage(inference.BCA_MIN_N, n_studies=2000, seed=2)
+    few = bca_coverage(5, n_studies=2000, seed=1)
+    enough = bca_coverage(inference.BCA_MIN_N, n_studies=2000, seed=2)
     se = math.sqrt(0.93 * 0.07 / 2000)
     print(f"BCa coverage: n=5 {few:.3f}, n={inference.BCA_MIN_N} {enough:.3f} (MC SE ~{se:.3f})")
     # theory for x̄ ± z·sd_plugin at n = 5: P(|t_4| ≤ 1.96·√(4/5)) = 0.846
@@ -318,73 +212,3 @@ def test_sd_upper_bound_covers_the_true_sd_at_its_confidence():
     covered = np.mean([bound >= 1.0 for bound in bounds])
     assert abs(covered - 0.8) < 3 * math.sqrt(0.8 * 0.2 / 4000)
     assert math.isnan(inference.sd_upper_bound(0.1, 1))
-
-
-# --- new seeds and new test sets, resampled from stored predictions -------------------------------
-
-
-def stored_correctness(label):
-    """[seeds, 10,000 test images] of one arm of the committed 30-seed GPU study."""
-    runs = sorted(
-        (
-            record
-            for path in (PROJECT_ROOT / "reports" / "gpu30" / "data" / "runs").glob("*.json")
-            for record in [json.loads(path.read_text())]
-            if record["label"] == label and record["status"] == "ok"
-        ),
-        key=lambda record: record["seed"],
-    )
-    correct = np.ones((len(runs), 10_000), dtype=bool)
-    for row, record in enumerate(runs):
-        correct[row, record["test_misclassified"]] = False
-    return correct
-
-
-@pytest.mark.parametrize("n_seeds", [5, 30])
-def test_new_seeds_and_test_sets_are_covered_under_the_block_model(n_seeds):
-    """The population: gpu30's 30 seeds and its test set's 20 blocks of 500 images (10 per
-    half). A simulated study draws n seeds (with replacement, paired across the two arms) and a
-    new test set of 10 blocks from each half (with replacement), as the interval assumes. Its
-    95% intervals must cover the population's reference accuracy and no_batchnorm's Δ in at
-    least 93% of studies; the seeds-only t interval, which speaks for this test set alone, is
-    printed beside them."""
-    blocks = test_sets.TEST_SET_BLOCKS
-    reference = stored_correctness("reference").reshape(30, blocks, -1).mean(axis=2)
-    variant = stored_correctness("no_batchnorm").reshape(30, blocks, -1).mean(axis=2)
-    truth = {"accuracy": reference.mean(), "Δ": (variant - reference).mean()}
-    rng, n_studies = np.random.default_rng(n_seeds), 2000
-    covered = {"accuracy": [], "Δ": [], "Δ, seeds only": []}
-    half = blocks // 2
-    for _ in range(n_studies):
-        seeds = rng.integers(0, 30, n_seeds)
-        drawn = np.concatenate([rng.integers(0, half, half), rng.integers(half, blocks, half)])
-        ref, var = reference[np.ix_(seeds, drawn)], variant[np.ix_(seeds, drawn)]
-        # block means stand for the images: one "image" per block, the strata as assumed
-        a = test_sets._crossed_mean_interval(ref, 0.95, strata=2)
-        d = test_sets._crossed_mean_interval(var - ref, 0.95, strata=2)
-        t = inference.mean_ci(list((var - ref).mean(axis=1)))
-        covered["accuracy"].append(a.low <= truth["accuracy"] <= a.high)
-        covered["Δ"].append(d.low <= truth["Δ"] <= d.high)
-        covered["Δ, seeds only"].append(t.low <= truth["Δ"] <= t.high)
-    rates = {key: float(np.mean(value)) for key, value in covered.items()}
-    se = {key: math.sqrt(rate * (1 - rate) / n_studies) for key, rate in rates.items()}
-    for key, rate in rates.items():
-        print(f"n = {n_seeds}, {key}: coverage {rate:.3f} ± {se[key]:.3f}, {n_studies} studies")
-    assert rates["accuracy"] >= 0.93 and rates["Δ"] >= 0.93
-
-
-def test_test_set_floor_is_the_test_image_part_alone():
-    rng = np.random.default_rng(3)
-    reference = np.repeat(rng.random((1, 400)) < 0.9, 6, axis=0)
-    # the variant differs from the reference on the same images in every seed: no seed noise
-    flipped = np.zeros(400, dtype=bool)
-    flipped[rng.choice(400, 40, replace=False)] = True
-    variant = reference ^ flipped
-    blocks = (variant.astype(float) - reference).reshape(6, 20, 20).mean(axis=2)[0]
-    halves = blocks.reshape(2, 10)
-    within = ((halves - halves.mean(axis=1, keepdims=True)) ** 2).sum() / 18
-    expected = sps.norm.ppf(0.975) * math.sqrt(within / 20)
-    assert test_sets.test_set_floor(variant, reference) == pytest.approx(expected)
-    # seed noise alone (every image alike within a seed): no floor
-    seed_only = np.repeat(rng.random((6, 1)) < 0.5, 400, axis=1)
-    assert test_sets.test_set_floor(seed_only, np.zeros_like(seed_only)) == pytest.approx(0.0)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from harness.core.store import RunKey, RunStore
 
-KEY = RunKey("abc", 0, "cpu1t")
+KEY = RunKey("abc", 0, "cpu1t", "avx2-abcdef")
+KEY_TEXT = "RunKey('abc', 0, 'cpu1t', 'avx2-abcdef')"
 PROCESSES, ROUNDS = 8, 300
 
 
@@ -77,7 +78,7 @@ def test_a_held_lock_is_refused_then_waited_for(tmp_path):
             sys.executable,
             "-c",
             "import sys, time; from harness.core.store import RunStore, RunKey\n"
-            f"with RunStore({str(tmp_path)!r}).claim(RunKey('abc', 0, 'cpu1t')) as held:\n"
+            f"with RunStore({str(tmp_path)!r}).claim({KEY_TEXT}) as held:\n"
             "    print(held, flush=True); time.sleep(1)\n"
             f"    open({str(tmp_path / 'letting-go')!r}, 'w').close()",
         ],
@@ -99,7 +100,7 @@ def test_a_killed_holders_lock_is_free(tmp_path):
             sys.executable,
             "-c",
             "import time; from harness.core.store import RunStore, RunKey\n"
-            f"with RunStore({str(tmp_path)!r}).claim(RunKey('abc', 0, 'cpu1t')) as held:\n"
+            f"with RunStore({str(tmp_path)!r}).claim({KEY_TEXT}) as held:\n"
             "    print(held, flush=True); time.sleep(600)",
         ],
         stdout=subprocess.PIPE,

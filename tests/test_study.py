@@ -7,11 +7,13 @@ import pytest
 from harness import UserError
 from harness.cli import run_all
 from harness.core.config import Config
+from harness.core.store import RunConditions
 from harness.stats import design
 from harness.study import runner
 from harness.study.executor import Resources
-from harness.study.factorial import DEFAULT_FACTORIAL
+from harness.study.factorial_design import DEFAULT_FACTORIAL
 from harness.study.plan import (
+    TRIAL_SEEDS_FROM,
     TUNED,
     Arm,
     Design,
@@ -23,25 +25,25 @@ from harness.study.plan import (
 )
 from harness.study.runner import planned_after_pilot
 from harness.study.settings import (
-    DEFAULT_RETRAIN_SEEDS,
+    DEFAULT_SEARCH_EPOCHS,
     DEFAULT_TRIALS,
     SearchSettings,
     StudySettings,
 )
 from harness.study.specs import REFERENCE, load_specs, spec_names
-from harness.study.tuning import DEFAULT_EPOCH_CAP, TRIAL_SEEDS_FROM
 
+C1 = RunConditions("cpu1t", "avx512-aaaaaa")  # the conditions of this file's studies
 REF = Arm(REFERENCE, "the reference", Config(), (0, 1))
 NO_BN = Arm("no_batchnorm", "no BN", dataclasses.replace(Config(), batchnorm=False), (0, 1, 2))
 
 
 def test_plan_round_trips_and_merges_with_the_saved_one(tmp_path):
-    plan = Plan({REFERENCE: REF, "no_batchnorm": NO_BN}, "cpu1t").with_reference_seeds()
+    plan = Plan({REFERENCE: REF, "no_batchnorm": NO_BN}, C1).with_reference_seeds()
     assert plan.reference.seeds == (0, 1, 2)  # every seed any arm uses
     save_plan(plan, tmp_path)
     assert load_plan(tmp_path) == plan
     width = Arm("width_half", "half", dataclasses.replace(Config(), hidden_widths=(8, 4, 2)), (5,))
-    merged = update_plan(Plan({REFERENCE: REF, "width_half": width}, "cpu1t"), tmp_path)
+    merged = update_plan(Plan({REFERENCE: REF, "width_half": width}, C1), tmp_path)
     assert list(merged.arms) == [REFERENCE, "no_batchnorm", "width_half"]
     assert merged.reference.seeds == (0, 1, 2, 5)
     assert load_plan(tmp_path) == merged
@@ -55,6 +57,7 @@ def record(arm: Arm, seed: int, accuracy: float, status: str = "ok") -> dict:
         "config_hash": arm.config.hash(),
         "seed": seed,
         "engine": "cpu1t",
+        "platform": C1.platform,
         "status": status,
         "metrics": {"test_accuracy": accuracy},
     }
@@ -65,7 +68,7 @@ def test_seeds_until_decided_follow_the_pilots_spread_not_its_effect():
     steady = Arm("width_double", "wide", dataclasses.replace(Config(), lr=2e-3), (0, 1, 2, 3, 4))
     plan = Plan(
         {REFERENCE: REF, noisy.label: noisy, steady.label: steady},
-        "cpu1t",
+        C1,
         margin=0.001,
         design=Design(pilot_seeds=5, max_seeds=30),
     ).with_reference_seeds()
@@ -95,7 +98,7 @@ def test_seeds_until_decided_follow_the_pilots_spread_not_its_effect():
 def test_tuned_arm_is_not_part_of_the_planned_family():
     tuned = Arm(TUNED, "best", dataclasses.replace(Config(), lr=3e-3), (0, 1, 2))
     plan = Plan(
-        {REFERENCE: REF, TUNED: tuned}, "cpu1t", design=Design(pilot_seeds=2, max_seeds=10)
+        {REFERENCE: REF, TUNED: tuned}, C1, design=Design(pilot_seeds=2, max_seeds=10)
     ).with_reference_seeds()
     planned = planned_after_pilot(plan, [])
     assert planned.arms[TUNED].seeds == (0, 1, 2)
@@ -106,48 +109,78 @@ def test_merging_keeps_seeds_and_refuses_runs_that_would_not_compare(tmp_path):
 
     from harness.study.plan import PlanError
 
-    update_plan(Plan({REFERENCE: REF, NO_BN.label: NO_BN}, "cpu1t"), tmp_path)
+    update_plan(Plan({REFERENCE: REF, NO_BN.label: NO_BN}, C1), tmp_path)
     fewer = dataclasses.replace(NO_BN, seeds=(0,))
-    merged = update_plan(Plan({REFERENCE: REF, NO_BN.label: fewer}, "cpu1t"), tmp_path)
+    merged = update_plan(Plan({REFERENCE: REF, NO_BN.label: fewer}, C1), tmp_path)
     assert merged.arms[NO_BN.label].seeds == (0, 1, 2)  # a subset asked later narrows nothing
     with pytest.raises(PlanError, match="engine cpu1t, this command's is cpu2t"):
-        update_plan(Plan({REFERENCE: REF}, "cpu2t"), tmp_path)
+        update_plan(Plan({REFERENCE: REF}, C1._replace(engine="cpu2t")), tmp_path)
+    with pytest.raises(PlanError, match="trained on data mnist, this command's data folder"):
+        update_plan(Plan({REFERENCE: REF}, C1._replace(data="idx-0123456789")), tmp_path)
     short = dataclasses.replace(REF, config=dataclasses.replace(Config(), epochs=3))
     with pytest.raises(PlanError, match="epochs 15 → 3"):
-        update_plan(Plan({REFERENCE: short}, "cpu1t"), tmp_path)
+        update_plan(Plan({REFERENCE: short}, C1), tmp_path)
     assert load_plan(tmp_path) == merged  # a refused command changes nothing
+    # the study copied to a machine of another platform is that machine's from now on
+    elsewhere = C1._replace(platform="avx2-bbbbbb")
+    moved = update_plan(Plan({REFERENCE: REF}, elsewhere), tmp_path)
+    assert moved.conditions == elsewhere and moved.arms[NO_BN.label].seeds == (0, 1, 2)
 
 
 def test_run_all_settings_are_the_preset_with_what_the_command_line_gives(tmp_path):
     full = run_all.settings_for(run_all.parse_args(["--results-dir", str(tmp_path)]))
     default = StudySettings(factorial=DEFAULT_FACTORIAL, replications=1)  # replicated
-    assert full == (default, SearchSettings(), DEFAULT_RETRAIN_SEEDS)
-    assert (full[1].trials, full[1].epoch_cap) == (DEFAULT_TRIALS, DEFAULT_EPOCH_CAP)
+    assert full == (default, SearchSettings())
+    assert (full[1].trials, full[1].search_epochs) == (DEFAULT_TRIALS, DEFAULT_SEARCH_EPOCHS)
     args = run_all.parse_args(["--quick", "--seeds", "3", "--trials", "4", "--margin", "0.2"])
-    study, search, retrain_seeds = run_all.settings_for(args)
+    study, search = run_all.settings_for(args)
     assert (study.seeds, study.epochs, study.margin) == (3, 2, 0.002)  # epochs: the preset's
-    assert (search.trials, search.epoch_cap, retrain_seeds) == (4, 2, 2)
+    assert (search.trials, search.search_epochs, search.retrain_seeds) == (4, 2, 2)
+    args = run_all.parse_args(["--set", "lr=0.002", "--budgets", "3,6", "--search-epochs", "9"])
+    study, search = run_all.settings_for(args)
+    assert (study.base, study.budgets, search.search_epochs) == (Config(lr=0.002), (3, 6), 9)
+
+
+@pytest.mark.parametrize(
+    ("settings", "setting"),
+    [
+        ({"until_decided": True, "seeds": 3}, "until_decided"),
+        ({"replicate": True, "factorial": "components", "seed_list": (3, 4)}, "replicate"),
+        ({"replicate": True}, "replicate"),
+        ({"factorial": "components", "specs": ("no_dropout",)}, "factorial"),
+        ({"retune": ("lr",), "factorial": "components"}, "retune"),
+        ({"retune": ("momentum",)}, "retune"),
+        ({"until_decided": True, "pilot_seeds": 1}, "pilot_seeds"),
+        ({"until_decided": True, "pilot_seeds": 5, "max_seeds": 3}, "max_seeds"),
+        ({"budgets": (0,)}, "budgets"),
+    ],
+)
+def test_options_that_do_not_go_together_are_refused_naming_the_setting(settings, setting):
+    with pytest.raises(UserError) as error:
+        StudySettings(**settings)
+    assert error.value.setting == setting
 
 
 def test_study_settings_give_each_arm_its_seeds():
     specs = load_specs(["no_dropout"])
-    assert StudySettings().plan(specs, "cpu1t").arms["no_dropout"].seeds == tuple(range(5))
-    listed = StudySettings(seed_list=(3, 7)).plan(specs, "cpu1t")
+    assert StudySettings().plan(specs, C1).arms["no_dropout"].seeds == tuple(range(5))
+    listed = StudySettings(seed_list=(3, 7)).plan(specs, C1)
     assert listed.arms["no_dropout"].seeds == listed.reference.seeds == (3, 7)
-    pilot = StudySettings(until_decided=True, pilot_seeds=3).plan(specs, "cpu1t")
+    pilot = StudySettings(until_decided=True, pilot_seeds=3).plan(specs, C1)
     assert pilot.arms["no_dropout"].seeds == (0, 1, 2) and pilot.design.max_seeds == 30
     with pytest.raises(UserError, match="at least 2 seeds"):
-        StudySettings(until_decided=True, pilot_seeds=1).plan(specs, "cpu1t")
+        StudySettings(until_decided=True, pilot_seeds=1)
 
 
 def test_no_evaluation_seed_is_ever_a_search_trial_seed(tmp_path):
     """The default study (its replication and seeds until decided included) evaluates on
     seeds that no repeat of the search trains its trials or seeds its samplers with."""
     args = run_all.parse_args(["--results-dir", str(tmp_path), "--repeats", "5"])
-    study, searching, retrain_seeds = run_all.settings_for(args)
-    plan = study.plan(load_specs(spec_names()), "cpu1t")
+    study, searching = run_all.settings_for(args)
+    retrain_seeds = searching.retrain_seeds
+    plan = study.plan(load_specs(spec_names()), C1)
     replicated = as_replication(plan, plan, resume=False)
-    until_decided = dataclasses.replace(study, until_decided=True).plan([], "cpu1t")
+    until_decided = dataclasses.replace(study, until_decided=True).plan([], C1)
     evaluation = {s for p in (plan, replicated) for arm in p.arms.values() for s in arm.seeds}
     evaluation |= set(replicated.factorial.seeds) | set(range(retrain_seeds))
     evaluation |= set(range(until_decided.design.max_seeds))
@@ -163,8 +196,10 @@ def test_a_search_seed_or_an_evaluation_seed_on_the_wrong_side_is_refused(tmp_pa
     with pytest.raises(UserError, match="trial seeds start at 1,000,000"):
         SearchSettings(seed=3)
     with pytest.raises(UserError, match="seed 1,000,000 is reserved"):
-        StudySettings(seed_list=(0, TRIAL_SEEDS_FROM)).plan(load_specs(["no_dropout"]), "cpu1t")
+        StudySettings(seed_list=(0, TRIAL_SEEDS_FROM))
+    with pytest.raises(UserError, match="seed 1,000,000 is reserved"):
+        SearchSettings(retrain_seeds=TRIAL_SEEDS_FROM + 1)
     arm = dataclasses.replace(REF, seeds=(TRIAL_SEEDS_FROM,))
     with pytest.raises(UserError, match="reserved for the search's trials"):
-        runner.run(Plan({REFERENCE: arm}, "cpu1t"), tmp_path, Resources(workers=1, threads=1), "x")
+        runner.run_study(Plan({REFERENCE: arm}, C1), tmp_path, Resources(workers=1, threads=1))
     assert not (tmp_path / "plan.json").exists()  # refused before anything was written

@@ -1,4 +1,6 @@
-"""What every command shares: the common options, the epoch progress bar, one-line errors."""
+"""What every command shares: the common options, one-line errors naming the option, exit codes,
+Ctrl-C. A library error names the setting it is about (UserError.setting); its option is the
+setting's name with dashes."""
 
 from __future__ import annotations
 
@@ -6,16 +8,16 @@ import argparse
 import contextlib
 import os
 import resource
-import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
-from tqdm import tqdm
 
 from harness import UserError
+from harness.command import stop, stop_on_signals
+from harness.core.config import Config, load_config
 from harness.core.data import resolve_data_dir
 from harness.core.store import resolve_results_dir
 from harness.study.executor import (
@@ -25,8 +27,14 @@ from harness.study.executor import (
     default_threads,
     resolve_scheduler,
 )
+from harness.study.specs import SPECS_DIR_ENV, resolve_specs_dir
 
 __all__ = ["UserError", "add_common_args", "guard"]
+
+
+def option(setting: str) -> str:
+    """The command-line option of a settings field: seed_list is --seed-list."""
+    return "--" + setting.replace("_", "-")
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +51,33 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         default="cpu",
         help="cpu is the reference; auto picks cuda when available",
     )
+
+
+def add_recipe_args(parser: argparse.ArgumentParser) -> None:
+    """The options that say what the reference recipe and its ablations are: another folder of
+    specs, and changes to the reference that every spec and cell builds on."""
+    parser.add_argument(
+        "--specs-dir",
+        help=f"folder of ablation specs, factorials/ inside it (default: ${SPECS_DIR_ENV}, else "
+        "the project's ablations/)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change the reference recipe that every spec and cell builds on, VALUE in TOML "
+        "syntax (repeatable; e.g. --set hidden_widths=[64,32] --set dropout=[0.2,0.0])",
+    )
+
+
+def specs_dir(args: argparse.Namespace) -> Path:
+    return resolve_specs_dir(args.specs_dir)
+
+
+def base_config(args: argparse.Namespace) -> Config:
+    """The reference recipe with the command's --set changes."""
+    return load_config(None, args.set)
 
 
 def add_worker_args(parser: argparse.ArgumentParser) -> None:
@@ -95,10 +130,23 @@ def memory_capped(workers: int) -> int:
         return workers
     print(
         f"--workers {workers}: {fits} fit in the available memory ({available / 2**30:.1f} GiB "
-        f"at {WORKER_MEMORY / 2**30:.1f} GiB each), so {fits} start",
+        f"at {WORKER_MEMORY / 2**30:.1f} GiB each), so at most {fits} start (no more than there "
+        "are runs to train)",
         file=sys.stderr,
     )
     return fits
+
+
+def comma_separated(kind: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
+    """An argparse type: comma-separated values, each of the given kind."""
+
+    def parse(value: str) -> tuple[Any, ...]:
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError(f"expected comma-separated values, got {value!r}")
+        return tuple(kind(part) for part in parts)
+
+    return parse
 
 
 def positive_int(value: str) -> int:
@@ -121,38 +169,21 @@ def results_dir(args: argparse.Namespace) -> Path:
     return resolve_results_dir(args.results_dir)
 
 
+def finish(
+    results_dir: Path, reports_dir: Path, labels: list[str] | None = None, diverged_now: int = 0
+) -> int:
+    """A command's ending: its verdicts and reports (harness.report.build.finish). Imported here,
+    not at the start: matplotlib and statsmodels take over a second to import, which a command
+    refused for its input should not wait for."""
+    from harness.report import build
+
+    return build.finish(results_dir, reports_dir, labels, diverged_now)
+
+
 def existing_file(value: str) -> Path:
     if not Path(value).is_file():
         raise argparse.ArgumentTypeError(f"no such file: {value}")
     return Path(value)
-
-
-@contextlib.contextmanager
-def epoch_bar(epochs: int, description: str) -> Iterator[Callable[[dict[str, Any]], None]]:
-    """A progress bar over one run's epochs; yields the callback that advances it."""
-    with tqdm(total=epochs, desc=description, unit="epoch", leave=False) as bar:
-
-        def on_epoch(record: dict[str, Any]) -> None:
-            bar.set_postfix(val_acc=f"{100 * record['val_accuracy']:.2f}%")
-            bar.update()
-
-        yield on_epoch
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled as Ctrl-C is: the same clean stop, exit 143."""
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise Terminated
-
-
-def stop_on_signals() -> None:
-    """Ctrl-C (SIGINT) and SIGTERM stop the command through the same clean path. Set explicitly:
-    a process started in the background by a script inherits SIGINT *ignored*, and Python then
-    leaves it ignored, so `kill -INT` or a CI runner's Ctrl-C would do nothing."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def allow_many_open_files() -> None:
@@ -167,7 +198,7 @@ def allow_many_open_files() -> None:
 
 def guard(main: Callable[[], int]) -> int:
     """Runs a command's main: bad input is one line on stderr and exit 2, a worker that died
-    exit 3, Ctrl-C exit 130, SIGTERM exit 143."""
+    exit 3, Ctrl-C exit 130 and SIGTERM exit 143, each after one line (harness.command.stop)."""
     stop_on_signals()
     allow_many_open_files()
     try:
@@ -176,12 +207,8 @@ def guard(main: Callable[[], int]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 3
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        where = f"{option(error.setting)}: " if error.setting else ""
+        print(f"error: {where}{error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:
-        print(
-            "\ninterrupted: finished runs and trials are kept; run the same command again to "
-            "train only what is missing",
-            file=sys.stderr,
-        )
-        return 143 if isinstance(interrupt, Terminated) else 130
+        stop(interrupt)

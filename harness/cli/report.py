@@ -1,7 +1,7 @@
 """Reports from stored runs alone (no training): the verdicts, markdown pages, plots, runs.csv,
 and a copy of the records they were computed from.
 
-    python -m harness.report [--results-dir DIR] [--out DIR]
+    python -m harness.report [--results-dir DIR] [--reports-dir DIR]
 
 The saved plan (plan.json in the results folder) says which arms and seeds make the study. The
 records behind a report are copied into <out>/data/, laid out as a results folder, so that
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from harness import cli
-from harness.report import writing
+from harness.report.folder import resolve_reports_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,10 +27,12 @@ def main(argv: list[str] | None = None) -> int:
         "--results-dir", help="stored runs (default: $HARNESS_RESULTS_DIR, else ./results)"
     )
     parser.add_argument(
-        "--out", help="output folder (default: $HARNESS_REPORTS_DIR, else ./reports)"
+        "--reports-dir",
+        "--out",
+        help="output folder (default: $HARNESS_REPORTS_DIR, else ./reports)",
     )
     args = parser.parse_args(argv)
-    return writing.finish(cli.results_dir(args), writing.resolve_reports_dir(args.out))
+    return cli.finish(cli.results_dir(args), resolve_reports_dir(args.reports_dir))
 
 
 if __name__ == "__main__":

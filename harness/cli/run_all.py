@@ -17,22 +17,16 @@ import argparse
 import dataclasses
 from dataclasses import dataclass
 
-from tqdm import tqdm
-
 from harness import cli
-from harness.cli import ablate, search
+from harness.cli import ablate
+from harness.cli.progress import progress_bar
+from harness.cli.search import add_search_args, search_settings
 from harness.core.store import RunStore
-from harness.report import writing
-from harness.report.folder import check_report_folder
-from harness.study import runner
-from harness.study.factorial import DEFAULT_FACTORIAL
-from harness.study.grid import check_before_training, progress_counts, run_engine
-from harness.study.plan import TUNED, check_evaluation_seeds, tuned_arm
-from harness.study.saved import check_saved_files, load_search_summaries
-from harness.study.searching import run_searches
-from harness.study.settings import DEFAULT_RETRAIN_SEEDS, SearchSettings, StudySettings
-from harness.study.specs import load_specs, spec_names
-from harness.study.tuning import DEFAULT_EPOCH_CAP, finished_count, open_study
+from harness.report.folder import check_report_folder, resolve_reports_dir
+from harness.study import runner, search
+from harness.study.factorial_design import DEFAULT_FACTORIAL
+from harness.study.grid import check_before_training, run_conditions
+from harness.study.settings import SearchSettings, StudySettings
 
 
 @dataclass(frozen=True)
@@ -41,18 +35,15 @@ class Preset:
 
     study: StudySettings
     search: SearchSettings
-    retrain_seeds: int
 
 
 FULL = Preset(  # the factorial on seeds 0-1, then once more on new seeds (a replication)
     StudySettings(factorial=DEFAULT_FACTORIAL, replications=1),
     SearchSettings(),
-    DEFAULT_RETRAIN_SEEDS,
 )
 QUICK = Preset(  # the factorial on seed 0, or with --until-decided a pilot of 2 and at most 3
-    StudySettings(seeds=1, epochs=2, max_seeds=3, factorial=DEFAULT_FACTORIAL),
-    SearchSettings(trials=6, epoch_cap=2),
-    retrain_seeds=2,
+    StudySettings(seeds=1, epochs=2, max_seeds=3, factorial=DEFAULT_FACTORIAL, budgets=(1,)),
+    SearchSettings(trials=6, search_epochs=2, retrain_seeds=2),
 )
 
 
@@ -63,7 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"smoke run ({QUICK}), kept apart in <results>/quick and <reports>/quick",
+        help="smoke run (1 seed, 2 epochs, a 6-trial search), kept apart in <results>/quick and "
+        "<reports>/quick",
     )
     parser.add_argument(
         "--only",
@@ -71,82 +63,57 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run one stage (the report is always refreshed)",
     )
     ablate.add_study_args(parser)
-    search.add_search_args(parser)
-    parser.add_argument(
-        "--search-epochs",
-        type=cli.positive_int,
-        help=f"cap on a search trial's epochs (default {DEFAULT_EPOCH_CAP})",
-    )
+    add_search_args(parser)
     cli.add_common_args(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.results_dir = str(cli.results_dir(args) / "quick")
-        args.reports_dir = str(writing.resolve_reports_dir(args.reports_dir) / "quick")
+        args.reports_dir = str(resolve_reports_dir(args.reports_dir) / "quick")
     return args
 
 
-def settings_for(args: argparse.Namespace) -> tuple[StudySettings, SearchSettings, int]:
+def settings_for(args: argparse.Namespace) -> tuple[StudySettings, SearchSettings]:
     """The preset that --quick picks, with the values given on the command line."""
     preset = QUICK if args.quick else FULL
-    retrain_seeds = preset.retrain_seeds if args.retrain_seeds is None else args.retrain_seeds
-    return (
-        ablate.study_settings(args, preset.study),
-        search.search_settings(args, args.search_epochs, preset.search),
-        retrain_seeds,
-    )
+    study = preset.study
+    if args.until_decided:  # the preset's seeds yield: the pilot's spread chooses them
+        study = dataclasses.replace(study, seeds=None)
+    return ablate.study_settings(args, None, study), search_settings(args, preset.search)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results_dir = cli.results_dir(args)
-    reports_dir = writing.resolve_reports_dir(args.reports_dir)
+    reports_dir = resolve_reports_dir(args.reports_dir)
     check_report_folder(reports_dir, results_dir)
-    check_saved_files(results_dir)
+    search.check_saved_files(results_dir)
     if args.only == "report":
-        return writing.finish(results_dir, reports_dir)
+        return cli.finish(results_dir, reports_dir)
     stages = [args.only] if args.only else ["search", "ablations"]
-    study_settings, searching, retrain_seeds = settings_for(args)
-    specs = load_specs(spec_names())  # a broken spec stops us before anything trains
+    study, searching = settings_for(args)
+    specs = study.load_specs()  # a broken spec stops us before anything trains
     resources = cli.resources(args)
-    store = RunStore(results_dir)
-    check_before_training(store, resources)
-    check_evaluation_seeds(range(retrain_seeds))
-    plan = study_settings.plan(specs, run_engine(resources))
-    storage = searching.storage_url(results_dir)
+    check_before_training(RunStore(results_dir), resources)
+    plan = study.plan(specs, run_conditions(resources))
     if "ablations" not in stages:
-        plan = dataclasses.replace(plan, arms={"reference": plan.reference})
-    with tqdm(desc="study", unit="step", dynamic_ncols=True) as bar:
+        plan = dataclasses.replace(plan, arms={"reference": plan.reference}, factorial=None)
+    with progress_bar("study") as bar:
         if "search" in stages:
-            # The tuned runs are known once the search is over: until then, seeds stand in.
-            repeats = [searching.repeat(number) for number in range(searching.repeats)]
-            studies = [open_study(r.study, storage, r.sampler_seed()) for r in repeats]
-            done = sum(min(searching.trials, finished_count(study)) for study in studies)
-            steps = (searching.trials + retrain_seeds) * searching.repeats
-            _count(bar, store, plan, resources, done, steps)
-            summaries = run_searches(searching, results_dir, resources, plan.reference.config, bar)
-            plan = dataclasses.replace(plan, search=searching.describe(summaries[TUNED]))
+            summaries = search.run_searches(
+                searching, results_dir, resources, plan.reference.config, bar
+            )
         else:
-            summaries = load_search_summaries(results_dir)
-        for label, summary in summaries.items() if retrain_seeds else ():
-            plan = plan.with_arm(tuned_arm(summary, list(range(retrain_seeds)), label))
+            summaries = search.load_search_summaries(results_dir)
+        if searching.retrain_seeds:
+            plan = search.with_tuned_arms(plan, searching, summaries)
         # One grid for the ablations and the tuned network: the workers stay busy to the end.
-        new = runner.run(plan, results_dir, resources, "study", bar)
+        new = runner.run_study(plan, results_dir, resources, bar)
         # the preset's replication is of a fixed design; seeds until decided plan their own
-        replications = 0 if study_settings.until_decided else study_settings.replications
-        if "ablations" in stages and (args.replicate or replications):
-            count = None if args.replicate else replications
+        replications = 0 if study.until_decided else study.replications
+        if "ablations" in stages and (study.replicate or replications):
+            count = None if study.replicate else replications
             new += runner.run_replications(plan, results_dir, resources, count, bar)
-    return writing.finish(
-        results_dir, reports_dir, diverged_now=sum(r["status"] != "ok" for r in new)
-    )
-
-
-def _count(bar: tqdm, store, plan, resources, steps_done: int, steps: int) -> None:
-    """The bar's total and position: the grid's runs plus the search's steps (runner.run sets
-    the total again once the grid's runs are known)."""
-    runs, runs_done = progress_counts(plan.tasks(), store, resources)
-    bar.total, bar.n = runs + steps, runs_done + steps_done
-    bar.refresh()
+    return cli.finish(results_dir, reports_dir, diverged_now=sum(r["status"] != "ok" for r in new))
 
 
 if __name__ == "__main__":

@@ -5,11 +5,11 @@
     python -m harness.search --storage postgresql://user@127.0.0.1/optuna --retrain-seeds 0
 
 The objective is one training run's best validation accuracy; the test set is never read during
-the search (harness.study.tuning). The same command continues the same study until it holds --trials
-finished trials; several commands given the same --storage and --study share the work. The
-best config is then re-trained over --retrain-seeds seeds as the arm "tuned" (with --repeats,
-each search's as tuned, tuned-repeat2, ...), beside the reference on the same seeds, and
-reported like any ablation.
+the search (harness.study.search). The same command continues the same study until it holds
+--trials finished trials; several commands given the same --storage and --study share the work.
+The best config is then re-trained over --retrain-seeds seeds as the arm "tuned" (with
+--repeats, each search's as tuned, tuned-repeat2, ...), beside the reference on the same seeds,
+and reported like any ablation.
 """
 
 from __future__ import annotations
@@ -19,22 +19,34 @@ import dataclasses
 import json
 
 from harness import cli
-from harness.report import writing
-from harness.report.folder import check_report_folder
-from harness.study import runner
-from harness.study.grid import run_engine
-from harness.study.plan import TUNED, Plan, arm_from_spec, check_evaluation_seeds, tuned_arm
-from harness.study.saved import check_saved_files
-from harness.study.searching import run_searches
-from harness.study.settings import DEFAULT_RETRAIN_SEEDS, DEFAULT_TRIALS, SearchSettings
-from harness.study.specs import REFERENCE, load_spec
-from harness.study.tuning import DEFAULT_EPOCH_CAP, DEFAULT_STUDY, SEARCH_SEED
+from harness.cli.progress import progress_bar
+from harness.core.store import RunStore
+from harness.report.folder import check_report_folder, resolve_reports_dir
+from harness.study import runner, search
+from harness.study.grid import check_before_training, run_conditions
+from harness.study.plan import Plan, arm_from_spec
+from harness.study.settings import (
+    DEFAULT_RETRAIN_SEEDS,
+    DEFAULT_SEARCH_EPOCHS,
+    DEFAULT_STUDY,
+    DEFAULT_TRIALS,
+    SEARCH_SEED,
+    SearchSettings,
+    StudySettings,
+)
+from harness.study.specs import REFERENCE
 
 
 def add_search_args(parser: argparse.ArgumentParser) -> None:
     """Options shared with run_all.py."""
     parser.add_argument(
         "--trials", type=cli.positive_int, help=f"finished trials wanted ({DEFAULT_TRIALS})"
+    )
+    parser.add_argument(
+        "--search-epochs",
+        type=cli.positive_int,
+        help=f"cap on a trial's epochs (default {DEFAULT_SEARCH_EPOCHS}); below the reference's "
+        "epochs, the reference is re-trained for at most this many, so that the two compare",
     )
     parser.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
     parser.add_argument("--study", help=f"Optuna study name (default {DEFAULT_STUDY})")
@@ -56,18 +68,17 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def search_settings(
-    args: argparse.Namespace, epoch_cap: int | None, preset: SearchSettings
-) -> SearchSettings:
-    """The preset with the search options given on the command line (the epoch cap is
-    --epochs here, --search-epochs in run_all.py)."""
+def search_settings(args: argparse.Namespace, preset: SearchSettings) -> SearchSettings:
+    """The preset with each search option the command line gave, one by one."""
     given = {
         "study": args.study,
         "storage": args.storage,
         "trials": args.trials,
-        "epoch_cap": epoch_cap,
+        "search_epochs": args.search_epochs,
+        "seed": getattr(args, "seed", None),
         "timeout": args.timeout,
         "repeats": args.repeats,
+        "retrain_seeds": args.retrain_seeds,
     }
     return dataclasses.replace(preset, **{k: v for k, v in given.items() if v is not None})
 
@@ -80,51 +91,41 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_search_args(parser)
     parser.add_argument(
-        "--epochs",
-        type=cli.positive_int,
-        help=f"cap on a trial's epochs (default {DEFAULT_EPOCH_CAP}); given, the reference "
-        "is also re-trained for at most this many epochs, so that the two compare",
-    )
-    parser.add_argument(
         "--seed",
         type=cli.non_negative_int,
-        default=SEARCH_SEED,
         help=f"the trials' training seed (default {SEARCH_SEED:,}, which no arm uses)",
     )
     parser.add_argument("--reports-dir", help="where reports go (default: ./reports)")
+    cli.add_recipe_args(parser)
     cli.add_worker_args(parser)
     cli.add_common_args(parser)
     args = parser.parse_args(argv)
+    settings = search_settings(args, SearchSettings())
+    study = StudySettings(specs_dir=cli.specs_dir(args), base=cli.base_config(args))
+    reference = study.reference()
     resources = cli.resources(args)
     results_dir = cli.results_dir(args)
-    reports_dir = writing.resolve_reports_dir(args.reports_dir)
+    reports_dir = resolve_reports_dir(args.reports_dir)
     check_report_folder(reports_dir, results_dir)
-    check_saved_files(results_dir)
-    reference = load_spec(REFERENCE)
-    settings = search_settings(args, args.epochs, SearchSettings(seed=args.seed))
-    seeds = list(range(DEFAULT_RETRAIN_SEEDS if args.retrain_seeds is None else args.retrain_seeds))
-    check_evaluation_seeds(seeds)
-    summaries = run_searches(settings, results_dir, resources, reference.config)
-    for label, summary in summaries.items():
-        print(
-            f"{label}: best validation accuracy {100 * summary['best_value']:.2f}% "
-            f"(trial {summary['best_trial']}): {json.dumps(summary['best_params'])}"
-        )
-    if not seeds:
-        return 0
-    epochs = None
-    if args.epochs is not None and args.epochs < reference.config.epochs:
-        epochs = args.epochs
-        print(f"the reference is re-trained for {epochs} epochs, the search's cap")
-    plan = Plan(
-        {REFERENCE: arm_from_spec(reference, seeds, epochs)},
-        run_engine(resources),
-        search=settings.describe(summaries[TUNED]),
-    )
-    for label, summary in summaries.items():
-        plan = plan.with_arm(tuned_arm(summary, seeds, label))
-    runner.run(plan, results_dir, resources, "tuned re-training")
-    return writing.finish(results_dir, reports_dir, list(summaries))
+    search.check_saved_files(results_dir)
+    check_before_training(RunStore(results_dir), resources)
+    with progress_bar("search") as bar:
+        summaries = search.run_searches(settings, results_dir, resources, reference.config, bar)
+        for label, summary in summaries.items():
+            bar.note(
+                f"{label}: best validation accuracy {100 * summary.best_value:.2f}% "
+                f"(trial {summary.best_trial}): {json.dumps(summary.best_params)}"
+            )
+        if not settings.retrain_seeds:
+            return 0
+        epochs = None  # a search capped below the reference's epochs meets a reference capped so
+        if settings.search_epochs < reference.config.epochs:
+            epochs = settings.search_epochs
+            bar.note(f"the reference is re-trained for {epochs} epochs, the search's cap")
+        plan = Plan({REFERENCE: arm_from_spec(reference, [], epochs)}, run_conditions(resources))
+        plan = search.with_tuned_arms(plan, settings, summaries)
+        runner.run_study(plan, results_dir, resources, bar)
+    return cli.finish(results_dir, reports_dir, list(summaries))
 
 
 if __name__ == "__main__":

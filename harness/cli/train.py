@@ -13,11 +13,12 @@ import argparse
 import torch
 
 from harness import cli
+from harness.cli.progress import epoch_bar
 from harness.core.config import load_config
-from harness.core.data import check_dataset, load_mnist
+from harness.core.data import check_dataset, data_source, load_mnist
 from harness.core.record import RunRecord
-from harness.core.store import RunKey, RunStore
-from harness.core.training import engine, resolve_device, run
+from harness.core.store import RunConditions, RunStore, this_platform
+from harness.core.training import engine, resolve_device, run_one
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     store = RunStore(cli.results_dir(args))
     store.check_writable()
     store.set_aside_unreadable()
-    key = RunKey(config.hash(), args.seed, engine(device, torch.get_num_threads()))
+    conditions = RunConditions(
+        engine(device, torch.get_num_threads()),
+        this_platform(device),
+        data_source(cli.data_dir(args)),
+    )
+    key = conditions.key(config.hash(), args.seed)
     if store.has(key):
         print(f"already stored: {store.path(key)}")
         record = store.load(key)
@@ -60,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             if not mine:
                 raise cli.UserError(f"{store.path(key).name} is being trained by another command")
             mnist = load_mnist(cli.data_dir(args))
-            with cli.epoch_bar(config.epochs, f"seed {args.seed}") as on_epoch:
-                record = run(config, args.seed, mnist, args.label, device, on_epoch)
+            with epoch_bar(config.epochs, f"seed {args.seed}") as on_epoch:
+                record = run_one(config, args.seed, mnist, args.label, device, on_epoch)
             print(f"stored: {store.save(record)}")
     print(summary(record))
     return 0 if record["status"] == "ok" else 1

@@ -126,23 +126,30 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def load_config(path: Path | None = None, assignments: list[str] = ()) -> Config:
-    """The reference, then a TOML file's keys, then KEY=VALUE assignments (VALUE in TOML syntax)."""
+    """The reference, then a TOML file's keys, then KEY=VALUE assignments (VALUE in TOML syntax),
+    applied together: hidden_widths and dropout may change as one."""
     config = Config()
     if path is not None:
         config = with_overrides(config, read_toml(path), source=str(path))
+    overrides: dict[str, Any] = {}
     for assignment in assignments:
-        config = with_overrides(config, parse_assignment(assignment), source=f"--set {assignment}")
-    return config
+        overrides |= parse_assignment(assignment)
+    if not overrides:
+        return config
+    try:
+        return with_overrides(config, overrides, source=" ".join(assignments))
+    except ConfigError as error:
+        raise ConfigError(str(error), "set") from None
 
 
 def parse_assignment(assignment: str) -> dict[str, Any]:
     key, sep, value = assignment.partition("=")
     if not sep:
-        raise ConfigError(f"--set {assignment}: expected KEY=VALUE, e.g. lr=0.002")
+        raise ConfigError(f"{assignment}: expected KEY=VALUE, e.g. lr=0.002", "set")
     try:
         return {key.strip(): tomllib.loads(f"v = {value}")["v"]}
     except tomllib.TOMLDecodeError:
-        raise ConfigError(f"--set {assignment}: {value!r} is not a TOML value") from None
+        raise ConfigError(f"{assignment}: {value!r} is not a TOML value", "set") from None
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:

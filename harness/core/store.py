@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import fcntl
 import functools
+import hashlib
 import json
 import os
 import platform
@@ -27,6 +28,7 @@ from typing import IO, Any, NamedTuple
 import torch
 
 from harness import UserError
+from harness.core.data import MNIST_SOURCE
 from harness.core.record import RunRecord, check_record
 
 RESULTS_DIR_ENV = "HARNESS_RESULTS_DIR"
@@ -35,7 +37,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def resolve_results_dir(arg: str | Path | None = None) -> Path:
-    """--results-dir, else $HARNESS_RESULTS_DIR, else ./results."""
+    """The results folder: the option, else $HARNESS_RESULTS_DIR, else ./results."""
     return Path(arg or os.environ.get(RESULTS_DIR_ENV) or DEFAULT_RESULTS_DIR)
 
 
@@ -66,16 +68,48 @@ def write_json_atomically(path: Path, data: Any) -> None:
     os.replace(handle.name, path)
 
 
+class RunConditions(NamedTuple):
+    """What, besides the config and the seed, fixes a run's numbers: the engine (device, threads,
+    stacking: training.engine), the machine's numeric platform (numeric_platform) and the data
+    set (data.Mnist.source). Runs of other conditions never replace or stand in for each other."""
+
+    engine: str
+    platform: str
+    data: str = MNIST_SOURCE
+
+    def key(self, config_hash: str, seed: int) -> RunKey:
+        return RunKey(config_hash, seed, *self)
+
+
 class RunKey(NamedTuple):
-    """What identifies a run: the experiment, the seed and the engine that fixes its numbers."""
+    """What identifies a run: the experiment and the seed, and what else fixes its numbers: the
+    engine (device, threads, stacking), the machine's numeric platform and the data set."""
 
     config_hash: str
     seed: int
-    engine: str
+    engine: str  # training.engine
+    platform: str  # numeric_platform of the machine that trained it
+    data: str = MNIST_SOURCE  # data.Mnist.source
 
     @classmethod
     def of(cls, record: RunRecord) -> RunKey:
-        return cls(record["config_hash"], record["seed"], record["engine"])
+        """A record's key; one stored before the platform and data were recorded (schema 2) is
+        keyed by the platform of its environment, on MNIST."""
+        platform = record.get("platform") or numeric_platform(record["environment"])
+        data = record.get("data", MNIST_SOURCE)
+        return cls(record["config_hash"], record["seed"], record["engine"], platform, data)
+
+    @property
+    def conditions(self) -> RunConditions:
+        return RunConditions(self.engine, self.platform, self.data)
+
+    def file_name(self) -> str:
+        data = "" if self.data == MNIST_SOURCE else f"-{self.data}"
+        return f"{self.config_hash}-seed{self.seed}-{self.engine}-{self.platform}{data}.json"
+
+    def legacy_file_name(self) -> str:
+        """The name of schema 2's records, which named no platform and no data."""
+        return f"{self.config_hash}-seed{self.seed}-{self.engine}.json"
 
 
 class RunStore:
@@ -93,15 +127,20 @@ class RunStore:
         except OSError as error:
             raise StoreError(
                 f"results folder {self.root} is not a writable folder ({error.strerror}): "
-                "pass --results-dir or set $HARNESS_RESULTS_DIR to one"
+                f"give another (or set ${RESULTS_DIR_ENV})",
+                "results_dir",
             ) from error
 
     def check_readable(self) -> None:
         if self.root.exists() and not self.root.is_dir():
-            raise StoreError(f"results folder {self.root} is not a folder: pass --results-dir")
+            raise StoreError(f"results folder {self.root} is not a folder", "results_dir")
 
     def path(self, key: RunKey) -> Path:
-        return self.runs / f"{key.config_hash}-seed{key.seed}-{key.engine}.json"
+        """Where the run's record is: its own file, or a schema-2 file of the same run."""
+        path = self.runs / key.file_name()
+        legacy = self.runs / key.legacy_file_name()
+        old = not path.exists() and key.data == MNIST_SOURCE and legacy.exists()
+        return legacy if old and _legacy_platform(legacy) == key.platform else path
 
     def has(self, key: RunKey) -> bool:
         return self.path(key).exists()
@@ -123,7 +162,8 @@ class RunStore:
             raise StoreError(
                 f"cannot store {path} ({error.strerror}); the finished run is saved in "
                 f"{rescued.parent}/: copy it into {self.runs}/ once that is writable, then run "
-                "the same command again"
+                "the same command again",
+                "results_dir",
             ) from None
         return path
 
@@ -141,18 +181,23 @@ class RunStore:
         return path
 
     def records(self) -> list[RunRecord]:
-        """Every stored run; a record that does not parse, or lacks a field that a report or a
-        resume reads, is set aside (and named) instead, so its run counts as missing."""
+        """Every stored run; a record that does not parse, fails check_record, or whose identity
+        is not its file's name is set aside (and named) instead, so its run counts as missing."""
         records = []
         for path in sorted(self.runs.glob("*.json")):
             try:
                 record = json.loads(path.read_text(encoding="utf-8"))
                 check_record(record)
+                key = RunKey.of(record)
+                if path.name not in (key.file_name(), key.legacy_file_name()):
+                    raise ValueError(f"its identity names another file, {key.file_name()}")
             except FileNotFoundError:  # set aside by another command since the glob
                 continue
             except (ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
                 self._set_aside(path, error)
                 continue
+            except OSError as error:
+                raise StoreError(f"cannot read {path} ({error.strerror})") from None
             records.append(record)
         return records
 
@@ -165,9 +210,13 @@ class RunStore:
         return len(list(self.corrupt.glob("*.json"))) if self.corrupt.is_dir() else 0
 
     def _set_aside(self, path: Path, error: Exception) -> None:
+        """Moves the record into runs/corrupt/, beside (never over) one set aside before."""
         self.corrupt.mkdir(parents=True, exist_ok=True)
+        target, number = self.corrupt / path.name, 1
+        while target.exists():
+            target, number = self.corrupt / f"{path.stem}.{number}{path.suffix}", number + 1
         try:
-            os.replace(path, self.corrupt / path.name)
+            os.replace(path, target)
         except FileNotFoundError:  # another command set it aside first
             return
         print(
@@ -179,7 +228,7 @@ class RunStore:
     def claim(self, key: RunKey, wait: bool = False) -> contextlib.AbstractContextManager[bool]:
         """Holds the run's lock while the block runs; yields False when another process holds
         it (that process is training the run), or with wait=True blocks until it lets go."""
-        return file_lock(self.path(key).with_suffix(".lock"), wait)
+        return file_lock((self.runs / key.file_name()).with_suffix(".lock"), wait)
 
 
 @contextlib.contextmanager
@@ -226,6 +275,44 @@ def _locked(path: Path, wait: bool) -> IO[str] | None:
                 handle.flush()
             return handle
         handle.close()
+
+
+def _legacy_platform(path: Path) -> str | None:
+    """The numeric platform of a schema-2 record, read once per file version."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _platform_of_file(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _platform_of_file(path: Path, mtime_ns: int, size: int) -> str | None:
+    try:
+        return numeric_platform(json.loads(path.read_text(encoding="utf-8"))["environment"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # unreadable: records() sets it aside
+
+
+PLATFORM_FIELDS = ("device", "cpu", "cpu_flags", "cpu_capability", "math_libraries", "torch")
+
+
+def numeric_platform(env: dict[str, Any]) -> str:
+    """What, on one engine, makes one machine's numbers another's: the kernels torch picks
+    (its CPU capability: AVX2, AVX-512), the math libraries and their own dispatch (by CPU model
+    and flags), torch's version, the GPU. A readable tag (the capability on a CPU, "cuda" on a
+    GPU) and a digest of those fields of a run's environment: runs of different platforms never
+    replace or stand in for each other."""
+    fields = {key: env.get(key) for key in PLATFORM_FIELDS}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:6]
+    on_cpu = str(env.get("device", "cpu")).startswith("cpu")
+    tag = str(env.get("cpu_capability") or "cpu").lower() if on_cpu else "cuda"
+    return f"{re.sub(r'[^a-z0-9]+', '', tag) or 'cpu'}-{digest}"
+
+
+def this_platform(device: torch.device) -> str:
+    """The numeric platform of this process on the device."""
+    return numeric_platform(environment(device))
 
 
 def environment(device: torch.device) -> dict[str, Any]:

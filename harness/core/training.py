@@ -1,9 +1,16 @@
-"""Trains one (config, seed) on in-memory tensors and evaluates the test set once.
+"""Trains one (config, seed) on in-memory tensors, evaluating the test set after every epoch.
 
 One seed fixes everything random: the train/validation split, the initialization, the data
 order, the dropout masks and the augmentation, each from its own stream (harness.core.seeding).
 Variants of the reference trained with the same seed share every stream their change leaves
 untouched, so their differences can be compared pair by pair.
+
+Every budget from one run: nothing a run draws depends on its epoch count (the data order is one
+permutation per epoch, the plateau scheduler looks back only), so the first k epochs of an
+E-epoch run are a k-epoch run. Each epoch's test predictions are kept apart from the history that
+every decision reads (the best epoch, the scheduler, divergence, a search's pruner), so a report
+can give the run at every budget k, its epoch chosen by validation among 1..k, and the test set
+decides nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from harness.core.data import Mnist, Split, random_shifts, split
 from harness.core.model import NUM_CLASSES, build_model, parameter_count
 from harness.core.record import RECORD_SCHEMA, RunRecord
 from harness.core.seeding import generator, global_stream
-from harness.core.store import environment
+from harness.core.store import environment, numeric_platform
 
 EVAL_BATCH = 10_000
 CPU = torch.device("cpu")
@@ -52,6 +59,10 @@ class FitResult:
     best_val_accuracy: float = -1.0
     diverged_epoch: int | None = None
     divergence: str | None = None  # which part of DIVERGENCE_RULE fired
+    # each booked epoch's test evaluation (epoch, test_accuracy, test_loss, test_misclassified),
+    # beside the history, which every decision reads; empty where no test set was given
+    test_history: list[dict[str, Any]] = field(default_factory=list)
+    best_test: tuple[float, torch.Tensor] | None = None  # the best epoch's test loss, predictions
 
     def end_epoch(
         self,
@@ -87,6 +98,21 @@ class FitResult:
             self.best_val_accuracy, self.best_epoch = val_accuracy, epoch
         return entry
 
+    def end_test(self, loss: float, predictions: torch.Tensor, labels: torch.Tensor) -> None:
+        """Books the test evaluation of the epoch end_epoch just booked; read by no decision."""
+        epoch = self.history[-1]["epoch"]
+        wrong = (predictions != labels).nonzero().squeeze(1)
+        self.test_history.append(
+            {
+                "epoch": epoch,
+                "test_accuracy": 1 - len(wrong) / len(labels),
+                "test_loss": loss,
+                "test_misclassified": wrong.tolist(),
+            }
+        )
+        if self.best_epoch == epoch:
+            self.best_test = (loss, predictions.cpu())
+
 
 def engine(device: torch.device, threads: int, stacked: bool = False) -> str:
     """What, besides config and seed, fixes a run's numbers: floating-point sums are ordered
@@ -100,7 +126,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available here")
+        raise UserError("cuda: no CUDA device is available here", "device")
     return torch.device(name)
 
 
@@ -110,11 +136,14 @@ def fit(
     data: Split,
     device: torch.device = CPU,
     on_epoch: EpochCallback | None = None,
+    test: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> FitResult:
     """Trains on data's train part, choosing the best epoch by validation accuracy.
 
     A run that meets DIVERGENCE_RULE stops there (it is recorded as diverged, not raised).
-    on_epoch sees each epoch's record; an exception it raises (a pruned trial) ends the run.
+    on_epoch sees each epoch's history entry; an exception it raises (a pruned trial) ends the
+    run. test: (images, labels) evaluated after every booked epoch into result.test_history,
+    which nothing here reads.
     """
     with global_stream(seed, "init"):
         model = build_model(config).to(device)
@@ -131,6 +160,8 @@ def fit(
             )
         images, labels = data.train_images.to(device), data.train_labels.to(device)
         val_images, val_labels = data.val_images.to(device), data.val_labels.to(device)
+        if test is not None:
+            test_images, test_labels = test[0].to(device), test[1].to(device)
         result = FitResult(model)
         best_state = None
 
@@ -154,6 +185,8 @@ def fit(
             )
             if entry is None:
                 break
+            if test is not None:
+                result.end_test(*evaluate(model, test_images, test_labels), test_labels)
             if result.best_epoch == epoch:
                 best_state = copy.deepcopy(model.state_dict())
             if scheduler is not None:
@@ -227,14 +260,13 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tu
     return loss_sum / len(images), torch.cat(predictions)
 
 
-def test_metrics(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
-    """Accuracy, loss, per-digit accuracy and the confusion matrix (rows: true digit)."""
-    loss, predictions = evaluate(model, images, labels)
-    confusion = (
-        torch.bincount(labels * NUM_CLASSES + predictions, minlength=NUM_CLASSES**2)
-        .reshape(NUM_CLASSES, NUM_CLASSES)
-        .cpu()
-    )
+def scored_predictions(loss: float, predictions: torch.Tensor, labels: torch.Tensor) -> dict:
+    """The test set's numbers from one epoch's predictions: accuracy, loss, per-digit accuracy,
+    the confusion matrix (rows: true digit), and every prediction."""
+    predictions, labels = predictions.cpu(), labels.cpu()
+    confusion = torch.bincount(
+        labels * NUM_CLASSES + predictions, minlength=NUM_CLASSES**2
+    ).reshape(NUM_CLASSES, NUM_CLASSES)
     per_digit = confusion.diag().double() / confusion.sum(1).double()
     return {
         "test_accuracy": confusion.diag().sum().item() / len(labels),
@@ -248,7 +280,7 @@ def test_metrics(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -
     }
 
 
-def run(
+def run_one(
     config: Config,
     seed: int,
     mnist: Mnist,
@@ -256,15 +288,16 @@ def run(
     device: torch.device = CPU,
     on_epoch: EpochCallback | None = None,
 ) -> RunRecord:
-    """One complete run as a storable record: fit, then the single test evaluation."""
+    """One complete run as a storable record: fit, the test set evaluated after every epoch."""
     started = time.perf_counter()
-    result = fit(config, seed, split(mnist, config.val_size, seed), device, on_epoch)
+    data = split(mnist, config.val_size, seed)
+    result = fit(config, seed, data, device, on_epoch, (mnist.test_images, mnist.test_labels))
     record = run_record(config, seed, label, result, mnist, device)
     record["total_seconds"] = time.perf_counter() - started
     return record
 
 
-METRIC_KEYS = ("test_accuracy", "test_loss")  # of test_metrics' keys, those kept in "metrics"
+METRIC_KEYS = ("test_accuracy", "test_loss")  # of scored_predictions' keys, kept in "metrics"
 
 
 def run_record(
@@ -276,27 +309,30 @@ def run_record(
     device: torch.device,
     stacked: bool = False,
 ) -> RunRecord:
-    """The record of a fitted run (the test set evaluated here, once)."""
+    """The record of a run fitted with the test set: its numbers are those of the best epoch
+    (by validation), and every epoch's test accuracy, loss and errors are kept beside them."""
+    env = environment(device)
     record: RunRecord = {
         "schema": RECORD_SCHEMA,
         "label": label,
         "config_hash": config.hash(),
         "seed": seed,
         "engine": engine(device, torch.get_num_threads(), stacked),
+        "platform": numeric_platform(env),
+        "data": mnist.source,
         "config": config.to_dict(),
         "status": "ok" if result.diverged_epoch is None else "diverged",
         "diverged_epoch": result.diverged_epoch,
         "divergence": result.divergence,
         "divergence_rule": DIVERGENCE_RULE,
         "history": result.history,
+        "test_history": result.test_history,
         "parameters": parameter_count(result.model),
-        "environment": environment(device),
+        "environment": env,
     }
     if result.diverged_epoch is None:
         best = result.history[result.best_epoch - 1]
-        test = test_metrics(
-            result.model, mnist.test_images.to(device), mnist.test_labels.to(device)
-        )
+        test = scored_predictions(*result.best_test, mnist.test_labels)
         # per digit and per image beside the metrics: confusion, predictions, misclassified
         record.update({key: value for key, value in test.items() if key not in METRIC_KEYS})
         record["metrics"] = {

@@ -1,6 +1,5 @@
 """`python -m harness.report`: see harness/cli/report.py."""
 
-from harness import cli
-from harness.cli.report import main
+from harness.command import run
 
-raise SystemExit(cli.guard(main))
+run("harness.cli.report")

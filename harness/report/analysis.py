@@ -8,6 +8,7 @@ records of its config, engine and seeds.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,12 @@ from torch import nn
 
 from harness.core.config import Config
 from harness.core.model import build_model
-from harness.core.store import RunKey, RunStore
+from harness.core.store import RunConditions, RunKey, RunStore
 from harness.stats import inference
-from harness.study.factorial import factorial_runs
-from harness.study.plan import TUNED, Plan, load_plan
-from harness.study.retune import baseline_of
-from harness.study.saved import load_retune_summaries, load_search_summaries
+from harness.stats.budgets import declared_budgets, selected_epochs
+from harness.study.factorial_design import factorial_runs
+from harness.study.plan import TUNED, Plan, baseline_of, load_plan
+from harness.study.search import load_retune_summaries, load_search_summaries
 from harness.study.specs import REFERENCE
 
 ABLATIONS, SELECTED = "planned ablations", "selected by the search"
@@ -51,6 +52,35 @@ class StudyData:
     def labels(self) -> list[str]:
         return list(self.plan.arms) if self.plan else []
 
+    @functools.cached_property
+    def conditions(self) -> RunConditions:
+        """Which runs the study's analysis reads: the plan's engine, platform and data; for a
+        plan saved before the platform was recorded, the platform that holds most of its runs
+        (ties: the first by name), so that no comparison mixes machines."""
+        conditions = self.plan.conditions
+        if conditions.platform or self.frame.empty:
+            return conditions
+        ours = self.frame[
+            (self.frame["engine"] == conditions.engine) & (self.frame["data"] == conditions.data)
+        ]
+        counts = ours["platform"].value_counts()
+        best = sorted(counts[counts == counts.max()].index)[0] if len(counts) else ""
+        return conditions._replace(platform=best)
+
+    @functools.cached_property
+    def budgets(self) -> tuple[int, ...]:
+        """The training budgets whose verdicts join the error budget: the plan's (or the
+        default) below the reference's epochs, and that full budget; the full budget alone
+        where the reference's or a cell's runs kept no epoch's test evaluation (records of
+        schema 2), or under seeds until decided (Stein's verdicts are of the planned runs)."""
+        epochs = self.plan.reference.config.epochs
+        runs = self.ok_runs(REFERENCE)
+        if len(cells := self.cell_runs()):
+            runs = pd.concat([runs, self.frame.loc[cells["record"]]])
+        if self.plan.stein_design is not None or not epoch_tests(runs):
+            return (epochs,)
+        return declared_budgets(epochs, self.plan.budgets)
+
     def runs(self, label: str) -> pd.DataFrame:
         """The arm's stored runs (diverged ones included) on its planned seeds, by seed."""
         arm = self.plan.arms[label]
@@ -59,10 +89,18 @@ class StudyData:
             return frame
         chosen = frame[
             (frame["config_hash"] == arm.config.hash())
-            & (frame["engine"] == self.plan.engine)
+            & self.under_conditions()
             & frame["seed"].isin(arm.seeds)
         ]
         return chosen.sort_values("seed").reset_index(drop=True)
+
+    def under_conditions(self) -> pd.Series:
+        """Which stored runs were trained under the study's conditions."""
+        engine, platform, data = self.conditions
+        frame = self.frame
+        return (
+            (frame["engine"] == engine) & (frame["platform"] == platform) & (frame["data"] == data)
+        )
 
     def ok_runs(self, label: str) -> pd.DataFrame:
         runs = self.runs(label)
@@ -77,7 +115,7 @@ class StudyData:
         if self.plan is None or self.plan.factorial is None or self.frame.empty:
             return pd.DataFrame()
         plan = self.plan
-        return factorial_runs(plan.factorial, plan.reference.config, plan.engine, self.frame)
+        return factorial_runs(plan.factorial, plan.reference.config, self.conditions, self.frame)
 
     def other_runs(self) -> pd.DataFrame:
         """Stored runs that belong to no arm and no cell of the plan (e.g. `harness.train`)."""
@@ -95,9 +133,10 @@ def load_study_data(results_dir: Path) -> StudyData:
     store.check_readable()
     rows = []
     for record in store.records():
+        key = RunKey.of(record)
         row = {k: v for k, v in record.items() if k != "metrics"}
         row.update(record.get("metrics", {}))
-        row["path"] = store.path(RunKey.of(record)).name
+        row.update(platform=key.platform, data=key.data, path=store.path(key).name)
         rows.append(row)
     return StudyData(
         load_plan(results_dir),
@@ -118,6 +157,43 @@ def correct_matrix(runs: pd.DataFrame) -> np.ndarray:
     for row, wrong in enumerate(runs["test_misclassified"]):
         correct[row, wrong] = False
     return correct
+
+
+def epoch_tests(runs: pd.DataFrame) -> bool:
+    """Whether every run kept each epoch's test evaluation (schema 3), so that it can be read at
+    every budget; older records report at their full budget only."""
+    if not len(runs) or "test_history" not in runs:
+        return False
+    return all(
+        isinstance(tests, list) and len(tests) == len(history) > 0
+        for tests, history in zip(runs["test_history"], runs["history"], strict=True)
+    )
+
+
+def budget_epochs(runs: pd.DataFrame, budget: int) -> list[int]:
+    """Each run's epoch (0-based) at a training budget: the one a `budget`-epoch run would have
+    chosen, by validation accuracy among its first `budget` epochs (all of them, in a shorter
+    run)."""
+    chosen = []
+    for history in runs["history"]:
+        val = np.array([[epoch["val_accuracy"] for epoch in history[:budget]]])
+        chosen.append(int(selected_epochs(val)[0, -1]))
+    return chosen
+
+
+def at_budget(runs: pd.DataFrame, budget: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each run's test accuracy [runs] and correctness [runs, images] at a training budget
+    (None: at the run's own best epoch, as its record keeps it)."""
+    if budget is None:
+        return runs["test_accuracy"].to_numpy(dtype=float), correct_matrix(runs)
+    epochs = budget_epochs(runs, budget)
+    tested = int(np.sum(runs["confusion_matrix"].iloc[0]))
+    correct = np.ones((len(runs), tested), dtype=bool)
+    accuracy = np.empty(len(runs))
+    for row, (tests, epoch) in enumerate(zip(runs["test_history"], epochs, strict=True)):
+        correct[row, tests[epoch]["test_misclassified"]] = False
+        accuracy[row] = tests[epoch]["test_accuracy"]
+    return accuracy, correct
 
 
 def correct_counts(runs: pd.DataFrame) -> np.ndarray:

@@ -18,6 +18,8 @@ from pathlib import Path
 from harness import UserError
 from harness.core.store import file_lock, write_json_atomically
 
+REPORTS_DIR_ENV = "HARNESS_REPORTS_DIR"
+DEFAULT_REPORTS_DIR = Path("reports")
 MANIFEST = "manifest.json"
 LOCK = ".report.lock"  # held while a report is written; removed after
 DATA = "data"  # the copy of the records and plan behind the pages
@@ -27,31 +29,56 @@ class ReportFolderError(UserError):
     pass
 
 
+def resolve_reports_dir(arg: str | Path | None = None) -> Path:
+    """The reports folder: the option, else $HARNESS_REPORTS_DIR, else ./reports."""
+    return Path(arg or os.environ.get(REPORTS_DIR_ENV) or DEFAULT_REPORTS_DIR)
+
+
 def check_report_folder(out: Path, results_dir: Path) -> None:
     """Fails in one line, before any training, where a report could not be written to out."""
     out, results = Path(out), Path(results_dir)
     if out.exists() and not out.is_dir():
-        raise ReportFolderError(f"{out} is a file, not a folder: pass a folder to --out")
+        raise ReportFolderError(f"{out} is a file, not a folder", "reports_dir")
     if _is_within(out, results) or (
         _is_within(results, out) and results.resolve() != (out / DATA).resolve()
     ):
         raise ReportFolderError(
-            f"{out} and the results folder {results} lie one inside the other: pass an --out "
-            "apart from the results, so that a report never touches what it reads"
+            f"{out} and the results folder {results} lie one inside the other: give a reports "
+            "folder apart from the results, so that a report never touches what it reads",
+            "reports_dir",
         )
     if out.is_dir() and not os.access(out, os.W_OK):
-        raise ReportFolderError(f"{out} is not writable: pass another folder to --out")
+        raise ReportFolderError(f"{out} is not writable: give another folder", "reports_dir")
     if out.is_dir():
         with file_lock(out / LOCK, wait=True):  # a report being written there ends first
             _check_owned(out)
 
 
+# What a report writes: these pages at the top, and everything in these folders
+PAGES = ("README.md", "ablations.md", "budgets.md", "claims.md", "factorial.md",
+         "factorial_effects.csv", "per_digit.md", "runs.csv", "search.md")  # fmt: skip
+FOLDERS = (DATA, "plots", "variants")
+
+
 def _check_owned(out: Path) -> None:
+    """A folder of another's files is refused; so is a file of another's at a path a report
+    writes, before anything trains rather than when the report is written."""
     if not (out / MANIFEST).is_file() and any(p.name != LOCK for p in out.iterdir()):
         raise ReportFolderError(
             f"{out} holds files that no report wrote (it has no {MANIFEST}; reports of "
-            "harness versions before it have none either): pass a new or empty folder to --out"
+            "harness versions before it have none either): give a new or empty folder",
+            "reports_dir",
         )
+    listed = _read_manifest(out)
+    for path in sorted(out.rglob("*")):
+        relative = path.relative_to(out).as_posix()
+        ours = relative in PAGES or relative.split("/")[0] in FOLDERS
+        if ours and not path.is_dir() and relative not in listed:
+            raise ReportFolderError(
+                f"{path} was not written by a report, where a report writes: move it away, or "
+                "give another folder",
+                "reports_dir",
+            )
 
 
 def _is_within(inner: Path, outer: Path) -> bool:
@@ -89,7 +116,8 @@ class ReportFolder(contextlib.AbstractContextManager):
         if relative not in self.previous | self.written:
             if target.exists() or target.is_symlink():
                 raise ReportFolderError(
-                    f"{target} was not written by a report: move it away, or pass another --out"
+                    f"{target} was not written by a report: move it away, or give another folder",
+                    "reports_dir",
                 )
             self._save_manifest(self.previous | self.written | {relative})
         return self.adopt(relative)
@@ -126,7 +154,8 @@ def _read_manifest(root: Path) -> set[str]:
             raise ValueError("a listed file is no relative path inside the folder")
     except (ValueError, KeyError, TypeError) as error:
         raise ReportFolderError(
-            f"{path}: not a readable manifest ({error}); move it away and pass a new or empty "
-            "folder to --out"
+            f"{path}: not a readable manifest ({error}); move it away, or give a new or empty "
+            "folder",
+            "reports_dir",
         ) from None
     return set(files)

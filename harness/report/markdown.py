@@ -65,3 +65,11 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def join(parts: list[str]) -> str:
     return "\n\n".join(part for part in parts if part) + "\n"
+
+
+def seed_range(seeds: tuple[int, ...]) -> str:
+    """Seeds as a reader takes them in: "0–9" for a run of more than two, else "0, 1"."""
+    consecutive = list(seeds) == list(range(seeds[0], seeds[-1] + 1))
+    if consecutive and len(seeds) > 2:
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(map(str, seeds))

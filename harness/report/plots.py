@@ -1,6 +1,7 @@
 """Figures of numbers computed in harness.report.analysis: each *_figure draws, save writes the PNG.
 
-PNG carries no software tag and a fixed dpi, so the same numbers give byte-identical files.
+PNG carries no software tag and a fixed dpi, so the same numbers give byte-identical files, and
+is cut to its drawing's bounding box, so that no text runs off the canvas.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
-from statsmodels.graphics.factorplots import interaction_plot  # noqa: E402
 
-PNG = {"metadata": {"Software": None}, "dpi": 110}
+# no software tag and a fixed dpi, so that the same numbers give the same bytes; the bounding
+# box drawn tight, so that no title or label is cut at the canvas's edge
+PNG = {"metadata": {"Software": None}, "dpi": 110, "bbox_inches": "tight"}
 LR_CUT_LABEL = "learning-rate cut after this epoch (one row per seed)"
 MARGIN_LABEL = "±margin: equivalent"
 LAYER_COLORS = {"Linear": "#9ecae1", "BatchNorm1d": "#fdd0a2", "Dropout": "#d9d9d9"}
@@ -129,16 +131,17 @@ def forest_figure(rows: pd.DataFrame, margin: float) -> Figure:
     return fig
 
 
-def search_history_figure(trials: list[dict[str, Any]]) -> Figure:
-    """trials: the search summary's, each with number, state and value."""
-    complete = [t for t in trials if t["state"] == "complete"]
-    numbers = [t["number"] for t in complete]
-    values = np.array([100 * t["value"] for t in complete])
+def search_history_figure(trials: tuple[Any, ...]) -> Figure:
+    """trials: the search summary's (harness.study.search.SearchSummary.trials)."""
+    complete = [t for t in trials if t.state == "complete"]
+    numbers = [t.number for t in complete]
+    values = np.array([100 * t.value for t in complete])
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.plot(numbers, values, "o", label="complete trial")
     if len(values):
         ax.step(numbers, np.maximum.accumulate(values), where="post", label="best so far")
-        ax.set_ylim(max(values.min(), 90), 100)
+        low = max(values.min(), 90)
+        ax.set_ylim(min(low, 99.5), 100)  # a search that only scored 100% still gets a range
     ax.set(xlabel="trial", ylabel="best validation accuracy (%)", title="Optimization history")
     ax.legend()
     fig.tight_layout()
@@ -187,23 +190,72 @@ def architecture_figure(label: str, layers: list[dict[str, Any]]) -> Figure:
     return fig
 
 
-def interaction_figure(runs: pd.DataFrame, factors: list[str], levels: dict[str, tuple]) -> Figure:
-    """One panel per pair of factors: mean accuracy at each level of the first, a line per
-    level of the second (statsmodels' interaction_plot); parallel lines, no interaction."""
+def interaction_figure(
+    runs: pd.DataFrame, factors: list[str], levels: dict[str, tuple], residual_sd: float
+) -> Figure:
+    """One panel per pair of factors, all on one scale: the mean accuracy at each level of the
+    first, a line per level of the second (each point averages over the other factors), with
+    95% intervals from the model's residual spread; parallel lines, no interaction."""
     pairs = [(a, b) for i, a in enumerate(factors) for b in factors[i + 1 :]]
-    columns = 5
+    columns = min(5, len(pairs))
     rows = -(-len(pairs) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(3.3 * columns, 3.0 * rows), squeeze=False, sharey=True
+    )
     for ax, (a, b) in zip(axes.flat, pairs, strict=False):
-        # x coded −1 / +1, so the reference level is on the left whatever its name
-        trace = runs[b].map({-1: f"{b} {levels[b][0]}", 1: f"{b} {levels[b][1]}"})
-        interaction_plot(runs[a], trace, 100 * runs["accuracy"], ax=ax, markers=["o", "s"], ms=4)
-        ax.set_xticks([-1, 1], levels[a])
-        ax.set(xlabel=a, ylabel="test accuracy (%)" if ax in axes[:, 0] else "")
+        for offset, (level, marker) in enumerate(((-1, "o"), (1, "s"))):
+            chosen = runs[runs[b] == level]
+            means = chosen.groupby(a)["accuracy"].agg(["mean", "count"]).reindex([-1, 1])
+            half = 1.96 * residual_sd / np.sqrt(means["count"])
+            x = np.array([0, 1]) + (offset - 0.5) * 0.06  # the two lines side by side
+            ax.errorbar(
+                x, 100 * means["mean"], yerr=100 * half, marker=marker, ms=4, capsize=3,
+                label=f"{b} {levels[b][(level + 1) // 2]}",
+            )  # fmt: skip
+        ax.set_xticks([0, 1], levels[a])
+        ax.set_xlim(-0.4, 1.4)
+        ax.set_xlabel(a)
         ax.legend(fontsize=7, loc="lower left")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test accuracy (%)")
     for ax in list(axes.flat)[len(pairs) :]:
         ax.axis("off")
-    fig.suptitle("Cell means by pairs of factors (each point averages over the other factors)")
+    fig.suptitle(
+        "Cell means by pairs of factors, one scale (each point averages over the other "
+        "factors; 95% intervals, this test set)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def answer_figure(rows: list[dict[str, Any]], margin: float) -> Figure:
+    """rows: top to bottom, each effect's label, estimate, its family interval for new seeds on
+    this test set (set_low, set_high: thick) and for new test sets too (low, high: thin), and
+    its verdict; the shaded band is ±margin, where a difference counts as none."""
+    fig, ax = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.6))
+    ax.axvspan(-100 * margin, 100 * margin, color="tab:green", alpha=0.15, label=MARGIN_LABEL)
+    ax.axvline(0, color="gray", linestyle="--", linewidth=1)
+    for y, row in enumerate(rows):
+        color = "tab:red" if row["verdict"].startswith("worse") else (
+            "tab:blue" if row["verdict"].startswith("better") else "dimgray"
+        )  # fmt: skip
+        ax.plot([100 * row["low"], 100 * row["high"]], [y, y], color=color, linewidth=1.2)
+        ax.plot([100 * row["set_low"], 100 * row["set_high"]], [y, y], color=color, linewidth=4)
+        ax.plot(100 * row["estimate"], y, "o", color="white", markeredgecolor=color, ms=6)
+        ax.annotate(
+            row["verdict"], (1.01, y), xycoords=("axes fraction", "data"), va="center",
+            fontsize=8, color=color,
+        )  # fmt: skip
+    ax.set_yticks(range(len(rows)), [row["label"] for row in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("Δ test accuracy, changed − reference (pp)")
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(
+        "Each component's worth: thick, the family interval for new seeds on this test set;\n"
+        "thin, for new seeds and new test sets (the verdict's)",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 
@@ -219,5 +271,61 @@ def residuals_figure(runs: pd.DataFrame, colour_by: str) -> Figure:
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(xlabel="fitted test accuracy (%)", ylabel="residual (pp)", title="Residuals")
     ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def budget_curves_figure(
+    curves: dict[str, list[tuple[str, pd.DataFrame]]], margin: float, declared: tuple[int, ...]
+) -> Figure:
+    """curves: per panel (a component), its effects by budget (label, frame with budget,
+    estimate, low, high), drawn on one shared scale with their bands, the ±margin band and the
+    declared budgets."""
+    columns = min(len(curves), 3)
+    rows = -(-len(curves) // columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(4.6 * columns, 3.4 * rows), squeeze=False, sharey=True
+    )
+    for ax, (title, effects) in zip(axes.flat, curves.items(), strict=False):
+        ax.axhspan(-100 * margin, 100 * margin, color="tab:green", alpha=0.15, label=MARGIN_LABEL)
+        ax.axhline(0, color="gray", linewidth=0.8)
+        for budget in declared:
+            ax.axvline(budget, color="gray", linestyle=":", linewidth=0.8)
+        for i, (label, frame) in enumerate(effects):
+            color = f"C{i}"
+            ax.plot(frame["budget"], 100 * frame["estimate"], ".-", color=color, label=label)
+            ax.fill_between(
+                frame["budget"], 100 * frame["low"], 100 * frame["high"], color=color, alpha=0.2
+            )
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("training budget (epochs)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("Δ test accuracy (pp)")
+    for ax in list(axes.flat)[len(curves) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(
+        "Effect (changed − reference) at each budget: the epoch chosen by validation among "
+        "1..k;\nband: the family's interval for new seeds and new test sets; dotted: the "
+        "declared budgets",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def clock_figure(clock: pd.DataFrame) -> Figure:
+    """clock: per arm and budget, mean training seconds and mean test accuracy: accuracy
+    against training time, and against epochs."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for i, (arm, frame) in enumerate(clock.groupby("arm", sort=False)):
+        for ax, x in zip(axes, ("seconds", "budget"), strict=True):
+            ax.plot(frame[x], 100 * frame["accuracy"], ".-", color=f"C{i % 10}", label=arm)
+    axes[0].set(xlabel="training time (s, mean over seeds)", ylabel="test accuracy (%)")
+    axes[1].set(xlabel="training budget (epochs)")
+    axes[0].set_title("against training time", fontsize=10)
+    axes[1].set_title("against epochs", fontsize=10)
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle("Test accuracy at each budget (the epoch chosen by validation), mean over seeds")
     fig.tight_layout()
     return fig

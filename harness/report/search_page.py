@@ -9,17 +9,17 @@ import numpy as np
 import pandas as pd
 
 from harness.report.analysis import StudyData
+from harness.report.detail_pages import accuracy_rows, comparison_rows, short
 from harness.report.markdown import interval, join, number, pct, plot_file, points, pp, table
-from harness.report.pages_detail import accuracy_rows, comparison_rows, short
 from harness.stats.expected_max import expected_max_curve
+from harness.study.search import SearchSummary, pruner_rungs
 from harness.study.specs import REFERENCE
-from harness.study.tuning import pruner_rungs
 
 
-def stacked_trials_text(search: dict) -> str:
-    """How a stacked search ran its trials (harness.study.stacked_search); nothing for one
+def stacked_trials_text(search: SearchSummary) -> str:
+    """How a stacked search ran its trials (harness.study.search._stacked); nothing for one
     trial at a time per worker."""
-    per_round = search.get("trials_per_round")
+    per_round = search.trials_per_round
     if not per_round:
         return ""
     return (
@@ -32,17 +32,18 @@ def stacked_trials_text(search: dict) -> str:
 def search_page(data: StudyData, frame: pd.DataFrame) -> str:
     search, searches = data.search, data.searches
     reference = data.plan.reference.config.to_dict()
-    counts = search["counts"]
-    importances = search.get("importances")
-    seconds = search.get("wall_seconds")
+    counts = search.counts
+    importances = search.importances
+    seconds = search.wall_seconds
     settings = data.plan.search
-    cap = settings.get("epoch_cap", search["config"]["epochs"])
+    # the cap as saved (search_epochs; epoch_cap in plans before the name was unified)
+    cap = settings.get("search_epochs", settings.get("epoch_cap", search.config.epochs))
     rungs = ", ".join(str(epoch) for epoch in pruner_rungs(cap))
     labels = [label for label in searches if label in set(frame["variant"])]
     return join(
         [
             "# Hyperparameter search",
-            f"Optuna study `{search['study']}` (storage `{search['storage']}`), TPE sampler "
+            f"Optuna study `{search.study}` (storage `{search.storage}`), TPE sampler "
             f"({settings.get('sampler', 'seed not recorded')}); a successive-halving pruner "
             f"lets a trial go on past epochs {rungs} only if its validation accuracy is in the "
             "best third of the trials that reached that epoch. The first trial is the "
@@ -52,7 +53,7 @@ def search_page(data: StudyData, frame: pd.DataFrame) -> str:
             "read." + stacked_trials_text(search),
             f"Trials: {counts.get('complete', 0)} complete, {counts.get('pruned', 0)} pruned, "
             f"{counts.get('fail', 0)} failed. Best validation accuracy "
-            f"**{pct(search['best_value'])}** (trial {search['best_trial']}). From the first "
+            f"**{pct(search.best_value)}** (trial {search.best_trial}). From the first "
             "trial's start to the last one's end: "
             + ("not recorded." if seconds is None else f"{seconds / 60:.1f} min."),
             "## Tuned vs reference on the test set",
@@ -68,15 +69,13 @@ def search_page(data: StudyData, frame: pd.DataFrame) -> str:
             table(
                 [
                     {"parameter": k, "reference": short(v)}
-                    | {label: short(s["config"][k]) for label, s in searches.items()}
+                    | {label: short(s.config.to_dict()[k]) for label, s in searches.items()}
                     for k, v in reference.items()
                 ]
             ),
             "## Search space",
-            table(
-                [{"parameter": k, "distribution": v} for k, v in sorted(search["space"].items())]
-            ),
-            f"## Parameter importances (PED-ANOVA, study `{search['study']}`)",
+            table([{"parameter": k, "distribution": v} for k, v in sorted(search.space.items())]),
+            f"## Parameter importances (PED-ANOVA, study `{search.study}`)",
             "Too few complete trials for importances."
             if importances is None
             else table([{"parameter": k, "importance": number(v)} for k, v in importances.items()]),
@@ -96,21 +95,22 @@ REPEAT_PARAMS = (
 )
 
 
-def repeats_section(searches: dict[str, dict[str, Any]], frame: pd.DataFrame) -> list[str]:
+def repeats_section(searches: dict[str, SearchSummary], frame: pd.DataFrame) -> list[str]:
     """Each independent search's choice, and what it is worth re-trained: the search's variance."""
     by_label = frame.set_index("variant")
     rows, best, tuned = [], [], []
     for label, search in searches.items():
-        counts = search["counts"]
+        counts = search.counts
         row: dict[str, Any] = {
             "search": label,
-            "study": f"`{search['study']}`",
-            "trial seed": search.get("trial_seed", "n/a"),
+            "study": f"`{search.study}`",
+            "trial seed": "n/a" if search.trial_seed is None else search.trial_seed,
             "complete / pruned": f"{counts.get('complete', 0)} / {counts.get('pruned', 0)}",
-            "best val acc": pct(search["best_value"]),
+            "best val acc": pct(search.best_value),
         }
-        row |= {k: short(search["config"][k]) for k in REPEAT_PARAMS}
-        best.append(search["best_value"])
+        config = search.config.to_dict()
+        row |= {k: short(config[k]) for k in REPEAT_PARAMS}
+        best.append(search.best_value)
         if label in by_label.index:
             arm = by_label.loc[label]
             tuned.append(arm["mean"])
@@ -137,11 +137,11 @@ def repeats_section(searches: dict[str, dict[str, Any]], frame: pd.DataFrame) ->
 EXPECTED_BEST_AT = (1, 2, 5, 10, 20, 40, 100, 1000)
 
 
-def expected_best_section(searches: dict[str, dict[str, Any]]) -> list[str]:
+def expected_best_section(searches: dict[str, SearchSummary]) -> list[str]:
     """The expected best validation accuracy of a search of n trials (stats.expected_max)."""
     rows: dict[int, dict[str, Any]] = {}
     for label, search in searches.items():
-        curve = expected_max_curve(trial_values(search))
+        curve = expected_max_curve(np.array(search.trial_values()))
         last = int(curve["n"].iloc[-1])
         for row in curve.itertuples():
             if row.n in EXPECTED_BEST_AT or row.n == last:
@@ -161,13 +161,3 @@ def expected_best_section(searches: dict[str, dict[str, Any]]) -> list[str]:
         table([rows[n] for n in sorted(rows)]),
         f"![Expected best validation accuracy by trials]({plot_file('search_expected_best')})",
     ]
-
-
-def trial_values(search: dict[str, Any]) -> np.ndarray:
-    """Each finished trial's validation accuracy (a pruned one's when it was stopped)."""
-    return np.array(
-        [t["value"] for t in search["trials"] if t["state"] in FINISHED and t["value"] is not None]
-    )
-
-
-FINISHED = ("complete", "pruned")

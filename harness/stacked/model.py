@@ -270,19 +270,31 @@ class StackedTrainer:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-member summed cross-entropy and correct counts in eval mode (running stats);
         images [seeds, n, 784] and labels [seeds, n], one per distinct seed, as loaded."""
+        loss_sum, predictions = self.predict(images, labels, self.member_source)
+        correct = (predictions == labels.index_select(0, self.member_source)).sum(1)
+        return loss_sum, correct
+
+    def predict(
+        self, images: torch.Tensor, labels: torch.Tensor, source: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-member summed cross-entropy and predicted digits [K, n] in eval mode; images
+        [sets, n, 784] and labels [sets, n], member m reading set source[m] (None: the one set
+        every member shares, as the test set)."""
         n = images.shape[1]
+        if source is None:
+            source = torch.zeros(self.k, dtype=torch.long, device=self.device)
         widest = max(layer.weight.shape[1] for layer in self.net.layers)
         rows = max(1, min(EVAL_BATCH, EVAL_ELEMENTS // (self.k * widest)))
-        loss_sum = torch.zeros(self.k, device=self.device)
-        correct = torch.zeros(self.k, dtype=torch.long, device=self.device)
         with torch.inference_mode():
+            loss_sum = torch.zeros(self.k, device=self.device)
+            predictions = torch.empty(self.k, n, dtype=torch.long, device=self.device)
             for start in range(0, n, rows):
-                x = images[:, start : start + rows].index_select(0, self.member_source)
-                y = labels[:, start : start + rows].index_select(0, self.member_source)
+                x = images[:, start : start + rows].index_select(0, source)
+                y = labels[:, start : start + rows].index_select(0, source)
                 logits = self.net.forward(x.transpose(1, 2), training=False)
                 loss_sum += F.cross_entropy(logits, y, reduction="none").sum(1)
-                correct += (logits.argmax(1) == y).sum(1)
-        return loss_sum, correct
+                predictions[:, start : start + rows] = logits.argmax(1)
+        return loss_sum, predictions
 
     def freeze(self, m: int) -> None:
         """Member m stops: its weights, statistics and Adam state zeroed (finite whatever it

@@ -72,6 +72,7 @@ def fit_stacked(
     device: torch.device | str = CPU,
     graphs: bool | None = None,
     on_epoch: Callable[[int, dict[str, Any]], bool] | None = None,
+    test: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> list[FitResult]:
     """training.fit for each member at once, one stacked model: results in the order of seeds,
     each model holding that member's weights of its best validation epoch.
@@ -80,7 +81,8 @@ def fit_stacked(
     distinct seed); a member trains its own config's epochs. on_epoch(member, entry) is called
     with each of a member's epochs, as fit's on_epoch; False stops that member there (a pruned
     trial), its best epoch so far kept. graphs: each full batch's step replayed as a CUDA graph
-    (None: when the device is CUDA)."""
+    (None: when the device is CUDA). test: (images, labels) every member is evaluated on after
+    each of its epochs, into its result's test_history, which no decision reads."""
     device = torch.device(device)
     graphs = device.type == "cuda" if graphs is None else graphs
     mode = "graph" if graphs else "eager"
@@ -93,6 +95,9 @@ def fit_stacked(
     best = {key: t.detach().clone() for key, t in trainer.net.state.items()}
     best_steps = [0] * k
     active = list(range(k))
+    if test is not None:
+        test_images = test[0].to(trainer.device).unsqueeze(0)
+        test_labels, host_labels = test[1].to(trainer.device), test[1].cpu()
 
     for epoch in range(1, max(c.epochs for c in configs) + 1):
         started = time.perf_counter()
@@ -103,6 +108,10 @@ def fit_stacked(
         val_losses = (val_loss_sum.double() / n_val).tolist()
         val_accuracies = (val_correct.double() / n_val).tolist()
         seconds = (time.perf_counter() - started) / len(active)
+        if test is not None:
+            test_loss_sum, test_predictions = trainer.predict(test_images, test_labels[None])
+            test_losses = (test_loss_sum.double() / len(test_labels)).tolist()
+            test_predictions = test_predictions.cpu()
         improved, stopping = [], []
         for m in active:
             result = results[m]
@@ -115,6 +124,8 @@ def fit_stacked(
                 lrs[m],
                 seconds,
             )
+            if entry is not None and test is not None:
+                result.end_test(test_losses[m], test_predictions[m], host_labels)
             if entry is not None and result.best_epoch == epoch:
                 improved.append(m)
                 best_steps[m] = trainer.steps
@@ -160,25 +171,31 @@ def _plateau(config: Config) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
 
 
 def run_stacked(
-    config: Config,
+    config: Config | Sequence[Config],
     seeds: Sequence[int],
     mnist: Mnist,
-    label: str = "",
+    label: str | Sequence[str] = "",
     device: torch.device | str = CPU,
     graphs: bool | None = None,
 ) -> list[RunRecord]:
-    """training.run for each seed, trained as one stack: one record per seed, in the order of
-    seeds, with run's keys plus "stack_size"; the engine is "<device>-stacked"."""
+    """training.run_one for each member, trained as one stack: one record per member, in the
+    order of seeds, with run_one's keys plus "stack_size"; the engine is "<device>-stacked".
+    config and label: one for every seed, or one per member (members of one shape, as
+    harness.stacked.mlp.stack_shape asks: a factorial's cells of one width and BatchNorm)."""
     device = torch.device(device)
+    configs = [config] * len(seeds) if isinstance(config, Config) else list(config)
+    labels = [label] * len(seeds) if isinstance(label, str) else list(label)
     started = time.perf_counter()
-    splits = (split(mnist, config.val_size, seed) for seed in seeds)  # one at a time in memory
-    results = fit_stacked(config, seeds, splits, device, graphs)
+    distinct = list(dict.fromkeys(seeds))  # one split per seed, one at a time in memory
+    splits = (split(mnist, configs[list(seeds).index(s)].val_size, s) for s in distinct)
+    test = (mnist.test_images, mnist.test_labels)
+    results = fit_stacked(configs, seeds, splits, device, graphs, test=test)
     records = [
-        run_record(config, seed, label, result, mnist, device, stacked=True)
+        run_record(member, seed, name, result, mnist, device, stacked=True)
         | {"stack_size": len(seeds)}
-        for seed, result in zip(seeds, results, strict=True)
+        for member, seed, name, result in zip(configs, seeds, labels, results, strict=True)
     ]
-    total = (time.perf_counter() - started) / len(seeds)  # the per-seed share of the wall time
+    total = (time.perf_counter() - started) / len(seeds)  # the per-member share of wall time
     for record in records:
         record["total_seconds"] = total
     return records

@@ -4,20 +4,13 @@ A pilot of n0 seeds per arm measures the spread of the paired differences (varia
 from that spread alone, never from the observed effect, each arm's total seed count is chosen
 (capped); after training every arm is judged once, on all its seeds, by its family interval.
 
-One error budget for a family of m verdicts: each arm gets a two-sided interval at confidence
-1 − α/m (family_confidence), so that all m cover their true Δ together with probability at least
-1 − α (Bonferroni, under any dependence), and its verdict is read off that interval alone
-(interval_verdict): better / worse where it excludes 0, equivalent where it lies within ±margin,
-both ("worse, within the margin") where it does both. Whenever every interval covers, every
-verdict is right, so the chance of any wrong verdict in the family, a false difference, a wrong
-sign or a false equivalence, is at most α; and the interval printed beside a verdict is the one
-that decided it.
+Every verdict is read off its family interval (harness.stats.verdicts).
 
 Choosing n from the pilot and then running ordinary paired t-tests on all n seeds is not exact: a
 pilot that happens to be quiet buys few seeds, whose sd is then mostly that same small pilot sd,
 so the t statistic comes out too large: 7.9% ± 0.2% family-wise false positives at a nominal 5%
-over 7 ablations (simulate_error_rates(test="naive"), 20,000 studies, the spreads of a 5-seed
-CPU study), against 4.8% ± 0.2% for this design. Stein's two-stage test (Stein 1945)
+over 7 ablations (tests/simulations.py, 20,000 studies, the spreads of a 5-seed CPU study),
+against 4.8% ± 0.2% for this design. Stein's two-stage test (Stein 1945)
 judges the mean of all n seeds with the pilot's sd s0 and n0 − 1 degrees of freedom instead:
 with normal differences the mean of all n is independent of s0, and n depends on s0 alone, so
 (mean − Δ) / (s0 / √n) follows t(n0 − 1) exactly, whatever rule (with or without a cap) turned
@@ -29,28 +22,18 @@ Accuracies and margins are fractions (0.001 = 0.1 percentage points).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Literal, NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from scipy import stats as sps
 
 from harness.stats import inference
+from harness.stats.inference import POWER
+from harness.stats.verdicts import ALPHA, MARGIN
 
 PILOT_SEEDS = 5
 MAX_SEEDS = 30
-MARGIN = 0.001  # δ: differences within ±0.1 pp count as equivalent
-ALPHA = 0.05
-POWER = 0.8
-WITHIN = ", within the margin"  # a real difference smaller than the margin (Lakens' fourth)
-VERDICTS = (
-    "better",
-    "worse",
-    "better" + WITHIN,
-    "worse" + WITHIN,
-    "equivalent",
-    "inconclusive",
-)
 
 
 class SteinResult(NamedTuple):
@@ -138,113 +121,6 @@ def stein_test(
     return SteinResult(mean, mean - half, mean + half, float(p_difference), float(p_equivalence))
 
 
-def family_confidence(family_size: int, alpha: float = ALPHA) -> float:
-    """Each interval's confidence in a family of family_size verdicts, so that all of them
-    cover together with probability at least 1 − alpha (Bonferroni)."""
-    return 1 - alpha / max(family_size, 1)
-
-
-def interval_verdict(low: float, high: float, margin: float) -> str:
-    """The verdict an interval for Δ supports: "better" / "worse" when it excludes 0 (with
-    WITHIN when it also lies inside ±margin), "equivalent" when it lies inside ±margin without
-    excluding 0, else "inconclusive" (no interval: inconclusive)."""
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return "inconclusive"
-    within = -margin < low and high < margin
-    if low > 0 or high < 0:
-        return ("better" if low > 0 else "worse") + (WITHIN if within else "")
-    return "equivalent" if within else "inconclusive"
-
-
-def simulate_error_rates(
-    true_deltas: Mapping[str, float],
-    sds: Mapping[str, float],
-    n0: int = PILOT_SEEDS,
-    max_seeds: int = MAX_SEEDS,
-    margin: float = MARGIN,
-    n_studies: int = 2000,
-    seed: int = 0,
-    alpha: float = ALPHA,
-    power: float = POWER,
-    test: Literal["stein", "naive"] = "stein",
-    pooled: bool = False,
-) -> dict:
-    """Monte Carlo of the whole design (pilot, planned seeds, verdicts read off the family
-    intervals) on normal differences.
-
-    test="naive" judges all n seeds with their own sd and n − 1 degrees of freedom instead (the
-    procedure this design replaces). pooled: the seeds planned, and Stein's test run, from the
-    arms' pilots pooled (pooled_sd), every arm getting the same n. Arms are independent here;
-    Bonferroni holds under any dependence. Returns shares of studies with Monte Carlo standard
-    errors (keys ending in _se):
-      any_wrong: some verdict wrong (a difference where Δ = 0, a wrong sign, or equivalence,
-        within the margin or not, where |Δ| ≥ margin): the one error budget, at most alpha;
-      any_difference: some arm called better or worse (the family-wise error when all Δ = 0);
-      false_difference: some arm with Δ = 0 called better/worse, or some arm given the wrong sign;
-      false_equivalence: some arm with |Δ| ≥ margin called equivalent or a difference within
-        the margin (NaN without such an arm);
-      correct_at_twice_margin: mean share of the arms with |Δ| ≥ 2·margin called in the right
-        direction (NaN without such an arm);
-    and per arm the mean number of seeds and the share of each verdict.
-    """
-    names = list(true_deltas)
-    delta = np.array([true_deltas[name] for name in names], dtype=float)
-    sd = np.array([sds[name] for name in names], dtype=float)
-    rng = np.random.default_rng(seed)
-    shape = (n_studies, len(names), max_seeds)
-    d = delta[None, :, None] + sd[None, :, None] * rng.standard_normal(shape)
-    s0, df = d[..., :n0].std(axis=-1, ddof=1), n0 - 1
-    if pooled:  # equal pilots: the pooled variance is the mean of the arms' variances
-        s0 = np.repeat(np.sqrt((s0**2).mean(axis=-1, keepdims=True)), len(names), axis=-1)
-        df = len(names) * (n0 - 1)
-    n = _planned_seeds(s0, n0, margin, max_seeds, alpha, power, len(names), df)
-    used = np.arange(max_seeds) < n[..., None]
-    mean = np.where(used, d, 0.0).sum(axis=-1) / n
-    if test == "stein":
-        spread = s0
-    else:
-        spread = np.sqrt(np.where(used, (d - mean[..., None]) ** 2, 0.0).sum(axis=-1) / (n - 1))
-        df = n - 1
-    half = sps.t.isf((1 - family_confidence(len(names), alpha)) / 2, df) * spread / np.sqrt(n)
-    low, high = mean - half, mean + half
-    better, worse = low > 0, high < 0
-    difference = better | worse
-    within = (-margin < low) & (high < margin)
-    equivalent = within & ~difference
-
-    null, tolerance = delta == 0, 1e-9 * margin
-    at_margin, at_twice = (
-        np.abs(delta) >= margin - tolerance,
-        np.abs(delta) >= 2 * margin - tolerance,
-    )
-    wrong_sign = (better & (delta < 0)) | (worse & (delta > 0))
-    right_sign = (better & (delta > 0)) | (worse & (delta < 0))
-    false_within = within & at_margin  # equivalent, or a difference "within the margin"
-    out: dict = {"n_studies": n_studies, "test": test + (", pooled" if pooled else "")}
-    _share(out, "any_wrong", ((difference & null) | wrong_sign | false_within).any(axis=1))
-    _share(out, "any_difference", difference.any(axis=1))
-    _share(out, "false_difference", (difference & null).any(axis=1) | wrong_sign.any(axis=1))
-    _share(out, "false_equivalence", false_within.any(axis=1) if at_margin.any() else None)
-    _share(
-        out,
-        "correct_at_twice_margin",
-        right_sign[:, at_twice].mean(axis=1) if at_twice.any() else None,
-    )
-    out["mean_seeds"] = {name: float(n[:, j].mean()) for j, name in enumerate(names)}
-    calls = {
-        "better": better & ~within,
-        "worse": worse & ~within,
-        "better" + WITHIN: better & within,
-        "worse" + WITHIN: worse & within,
-        "equivalent": equivalent,
-        "inconclusive": ~(difference | equivalent),
-    }
-    out["verdicts"] = {
-        name: {v: float(calls[v][:, j].mean()) for v in VERDICTS} for j, name in enumerate(names)
-    }
-    return out
-
-
 def _planned_seeds(
     pilot_sd: np.ndarray,
     n0: int,
@@ -272,12 +148,3 @@ def _p_values(
         sps.t.sf((mean + margin) / se, df), sps.t.cdf((mean - margin) / se, df)
     )
     return p_difference, p_equivalence
-
-
-def _share(out: dict, key: str, per_study: np.ndarray | None) -> None:
-    """Mean over studies and its Monte Carlo standard error (studies are independent)."""
-    if per_study is None:
-        out[key], out[f"{key}_se"] = inference.NAN, inference.NAN
-        return
-    x = np.asarray(per_study, dtype=float)
-    out[key], out[f"{key}_se"] = float(x.mean()), float(x.std(ddof=1) / math.sqrt(len(x)))

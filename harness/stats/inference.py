@@ -12,11 +12,14 @@ from typing import NamedTuple
 import numpy as np
 from scipy import optimize, special, stats
 
-CONFIDENCE = 0.95
+from harness.stats.verdicts import ALPHA
+
+CONFIDENCE = 1 - ALPHA  # an interval for one comparison alone
+POWER = 0.8  # what a plan of seeds aims for
 NAN = float("nan")
 WILCOXON_MIN_N = 5  # below five pairs the exact two-sided p-value cannot go under 0.0625
 # BCa is a normal-theory (z, plug-in sd) interval: with few seeds it is too narrow. Coverage of
-# the nominal 95% interval for the mean of normal samples, measured with bca_coverage (999
+# the nominal 95% interval for the mean of normal samples, measured by tests/simulations.py (999
 # resamples, 20,000 studies each, Monte Carlo SE <= 0.003): n=5 0.833, 10 0.898, 15 0.918,
 # 20 0.924, 25 0.931, 30 0.932, 40 0.937 (theory for x-bar +- z*sd_plugin: 0.846, 0.904,
 # 0.921, 0.929, 0.933, 0.936, 0.940). The first n of 5/10/15/20/30 with coverage >= 0.93 is 30.
@@ -52,25 +55,11 @@ def bootstrap_ci(
         return Interval(float(x.mean()) if len(x) else NAN, NAN, NAN)
     if (degenerate := _degenerate_interval(x)) is not None:
         return degenerate
-    low, high = _bca_bounds(x, confidence, n_resamples, np.random.default_rng(seed))
+    low, high = bca_bounds(x, confidence, n_resamples, np.random.default_rng(seed))
     return Interval(float(x.mean()), float(low), float(high))
 
 
-def bca_coverage(
-    n: int, n_studies: int, seed: int, confidence: float = CONFIDENCE, n_resamples: int = 999
-) -> float:
-    """Share of simulated normal samples of size n whose BCa interval covers the true mean.
-
-    Checks what bootstrap_ci's nominal confidence is worth at n seeds; the Monte Carlo standard
-    error is sqrt(c(1 - c) / n_studies).
-    """
-    rng = np.random.default_rng(seed)
-    samples = rng.standard_normal((n_studies, n))
-    low, high = _bca_bounds(samples, confidence, n_resamples, rng)
-    return float(np.mean((low < 0.0) & (high > 0.0)))
-
-
-def _bca_bounds(
+def bca_bounds(
     x: np.ndarray, confidence: float, n_resamples: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """BCa bounds of the mean along the last axis (rows are independent samples)."""
@@ -118,7 +107,7 @@ def tost_pvalue(differences: list[float], margin: float) -> float:
     return float(max(above_lower, below_upper))
 
 
-def paired_t_power(effect: float, sd: float, n: int, alpha: float = 0.05) -> float:
+def paired_t_power(effect: float, sd: float, n: int, alpha: float = ALPHA) -> float:
     """Power of the two-sided one-sample (paired) t-test at level alpha, from the noncentral t."""
     if n < 2 or not sd > 0:
         return NAN
@@ -130,7 +119,9 @@ def paired_t_power(effect: float, sd: float, n: int, alpha: float = 0.05) -> flo
     )
 
 
-def minimum_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+def minimum_detectable_effect(
+    sd: float, n: int, alpha: float = ALPHA, power: float = POWER
+) -> float:
     """Smallest true mean difference the two-sided paired t-test finds with the given power.
 
     Says what a "no significant difference" at n seeds can rule out: nothing smaller than this.
@@ -155,7 +146,7 @@ def sd_upper_bound(sd: float, n: int, confidence: float = 0.8) -> float:
 
 
 def seeds_needed(
-    sd: float, effect: float, alpha: float = 0.05, power: float = 0.8, max_n: int = 1000
+    sd: float, effect: float, alpha: float = ALPHA, power: float = POWER, max_n: int = 1000
 ) -> int:
     """Smallest n >= 2 pairs at which the paired t-test finds `effect` with the given power.
 

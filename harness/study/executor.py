@@ -13,6 +13,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import re
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ import torch
 from distributed import Client, KilledWorker, LocalCluster, get_worker
 
 from harness import UserError
-from harness.core.data import Mnist, load_mnist, resolve_data_dir
+from harness.core.data import Mnist, check_dataset, data_source, load_mnist, resolve_data_dir
+from harness.core.store import this_platform
+from harness.core.training import resolve_device
 
 __all__ = ["KilledWorker", "Resources", "WorkerLost", "cluster"]
 
@@ -75,8 +78,19 @@ def default_threads(workers: int) -> int:
 
 
 def resolve_scheduler(arg: str | None) -> str | None:
-    """--scheduler, else $HARNESS_SCHEDULER, else None (a local cluster)."""
-    return arg or os.environ.get(SCHEDULER_ENV) or None
+    """The scheduler option, else $HARNESS_SCHEDULER, else None (a local cluster); an address not
+    tcp://HOST:PORT (or tls://, or HOST:PORT) is one line before anything starts."""
+    address = arg or os.environ.get(SCHEDULER_ENV) or None
+    if address is None:
+        return None
+    match = re.fullmatch(r"(?:(?:tcp|tls)://)?(\[[0-9a-fA-F:]+\]|[\w.-]+):(\d{1,5})", address)
+    if match is None or not 0 < int(match[2]) < 65536:
+        source = "" if arg else f" (from ${SCHEDULER_ENV})"
+        raise SchedulerError(
+            f"{address!r}{source} is not a Dask scheduler address: expected tcp://HOST:PORT",
+            "scheduler",
+        )
+    return address
 
 
 def connect(scheduler: str) -> Client:
@@ -84,8 +98,9 @@ def connect(scheduler: str) -> Client:
         return Client(scheduler, timeout="10s")
     except (OSError, TimeoutError) as error:
         raise SchedulerError(
-            f"cannot reach the Dask scheduler at {scheduler} ({error}): start "
-            "`dask scheduler` there, or leave out --scheduler / $HARNESS_SCHEDULER"
+            f"cannot reach the Dask scheduler at {scheduler} ({error}): start `dask scheduler` "
+            f"there, or give none (and unset ${SCHEDULER_ENV}) for a local cluster",
+            "scheduler",
         ) from error
 
 
@@ -93,6 +108,35 @@ def check_scheduler(resources: Resources) -> None:
     """Fails in one line, before any training, when the given scheduler does not answer."""
     if resources.scheduler is not None:
         connect(resources.scheduler).close()
+
+
+def cluster_conditions(resources: Resources) -> tuple[str, str]:
+    """The numeric platform and data set of a running cluster's workers, which must share them
+    (runs from several would not compare): one line where they do not, or none is there."""
+    with connect(resources.scheduler) as client:
+        found = client.run(_worker_conditions, resources.data_dir, resources.device)
+    if not found:
+        raise SchedulerError(f"the Dask scheduler at {resources.scheduler} has no worker yet")
+    distinct = sorted(set(found.values()))
+    for answer in distinct:
+        if answer[0] == "error":
+            raise SchedulerError(f"a worker of {resources.scheduler} cannot train: {answer[1]}")
+    if len(distinct) > 1:
+        raise SchedulerError(
+            f"the workers of {resources.scheduler} differ in numeric platform or data set "
+            f"({', '.join(f'{p} on {d}' for p, d in distinct)}): their runs would not compare; "
+            "give one study workers of one machine type and one data set"
+        )
+    return distinct[0]
+
+
+def _worker_conditions(data_dir: str | None, device: str) -> tuple[str, str]:
+    try:
+        folder = resolve_data_dir(data_dir)
+        check_dataset(folder)
+        return this_platform(resolve_device(device)), data_source(folder)
+    except UserError as error:
+        return "error", str(error)
 
 
 @contextlib.contextmanager
@@ -151,7 +195,9 @@ def _ctrl_c_blocked() -> Iterator[None]:
 
 def _kill_workers(local: LocalCluster) -> None:
     """SIGKILL to every worker process of the local cluster, each nanny told first not to
-    start a new one."""
+    start a new one. Dask's own threads then log the broken connections as errors (a traceback
+    each, before the command's one line): they are this kill's doing, so they are silenced."""
+    logging.disable(logging.ERROR)  # the harness prints, never logs: only Dask is silenced
     for nanny in list(local.workers.values()):
         nanny.close_gracefully("interrupted")
         if nanny.pid:  # None: its process never started

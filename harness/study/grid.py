@@ -11,26 +11,26 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 from distributed import Future, as_completed
-from tqdm import tqdm
 
+from harness import UserError
 from harness.core.config import Config
-from harness.core.data import check_dataset, load_mnist, resolve_data_dir
+from harness.core.data import check_dataset, data_source, load_mnist, resolve_data_dir
 from harness.core.model import INPUT_SIZE, NUM_CLASSES
 from harness.core.record import RunRecord
-from harness.core.store import RunKey, RunStore, StoreError
-from harness.core.training import engine, resolve_device, run
+from harness.core.store import RunConditions, RunKey, RunStore, StoreError, this_platform
+from harness.core.training import engine, resolve_device, run_one
 from harness.stacked.trainer import run_stacked, stack_size
 from harness.study.executor import (
     KilledWorker,
     Resources,
     check_scheduler,
     cluster,
+    cluster_conditions,
     dashboard,
     report_epoch,
     subscribe_epochs,
@@ -38,31 +38,58 @@ from harness.study.executor import (
     worker_mnist,
 )
 from harness.study.plan import Task
+from harness.study.progress import QUIET, Progress
 
 
 def run_engine(resources: Resources) -> str:
     return engine(resolve_device(resources.device), resources.threads, resources.stacked)
 
 
-def task_key(task: Task, resources: Resources) -> RunKey:
-    return RunKey(task.config.hash(), task.seed, run_engine(resources))
+def run_conditions(resources: Resources) -> RunConditions:
+    """The conditions the runs of these resources train under: this process's platform and data
+    set, or those of a given scheduler's workers (who read their own data folder)."""
+    if resources.scheduler is not None:
+        platform, data = cluster_conditions(resources)
+    else:
+        device, folder = resolve_device(resources.device), resolve_data_dir(resources.data_dir)
+        check_dataset(folder)
+        platform, data = this_platform(device), data_source(folder)
+    return RunConditions(run_engine(resources), platform, data)
 
 
-def pending_tasks(tasks: list[Task], store: RunStore, resources: Resources) -> list[Task]:
+def task_key(task: Task, conditions: RunConditions) -> RunKey:
+    return conditions.key(task.config.hash(), task.seed)
+
+
+def pending_tasks(tasks: list[Task], store: RunStore, conditions: RunConditions) -> list[Task]:
     """Tasks not stored yet, each run once."""
     seen, pending = set(), []
     for task in tasks:
-        key = task_key(task, resources)
+        key = task_key(task, conditions)
         if key not in seen and not store.has(key):
             seen.add(key)
             pending.append(task)
     return pending
 
 
-def progress_counts(tasks: list[Task], store: RunStore, resources: Resources) -> tuple[int, int]:
+def progress_counts(
+    tasks: list[Task], store: RunStore, conditions: RunConditions
+) -> tuple[int, int]:
     """How many distinct runs the tasks name, and how many of them are stored already."""
-    total = len({task_key(task, resources) for task in tasks})
-    return total, total - len(pending_tasks(tasks, store, resources))
+    total = len({task_key(task, conditions) for task in tasks})
+    return total, total - len(pending_tasks(tasks, store, conditions))
+
+
+def stack_key(config: Config) -> tuple:
+    """What the members of one stack share (harness.stacked.mlp.stack_shape), and their split's
+    size."""
+    return (
+        config.hidden_widths,
+        config.batchnorm,
+        config.activation,
+        config.batch_size,
+        config.val_size,
+    )
 
 
 def estimated_work(config: Config) -> int:
@@ -80,55 +107,50 @@ def check_before_training(store: RunStore, resources: Resources) -> None:
     check_scheduler(resources)
 
 
-def run_tasks(
-    tasks: list[Task], store: RunStore, resources: Resources, bar: tqdm | None = None
+def train_tasks(
+    tasks: list[Task],
+    store: RunStore,
+    resources: Resources,
+    conditions: RunConditions,
+    progress: Progress = QUIET,
 ) -> list[RunRecord]:
     """Trains and stores every pending task, longest first; returns the new records. Runs that
     another command is training are waited for (and trained here if it dies without them), so
     that what follows, a report, sees every run."""
     check_before_training(store, resources)
     store.set_aside_unreadable()
-    pending = pending_tasks(tasks, store, resources)
+    pending = pending_tasks(tasks, store, conditions)
     # Longest first, so that no worker sits idle at the end waiting for one long run.
     pending.sort(key=lambda task: estimated_work(task.config), reverse=True)
+    grid = _Grid(store, resources, conditions, progress)
     records: list[RunRecord] = []
     while pending:
-        with claimed(pending, store, resources) as (mine, elsewhere):
+        with claimed(pending, store, conditions) as (mine, elsewhere):
             if mine:
-                records += _train(mine, store, resources, bar)
+                records += grid.train(mine)
         if not elsewhere:
             break
-        locks = ", ".join(store.path(task_key(t, resources)).stem for t in elsewhere[:3])
-        _write(
-            bar,
+        locks = ", ".join(store.path(task_key(t, conditions)).stem for t in elsewhere[:3])
+        progress.note(
             f"waiting for {len(elsewhere)} run(s) that another command is training "
-            f"({locks}{', …' if len(elsewhere) > 3 else ''}: see their .lock files)",
+            f"({locks}{', …' if len(elsewhere) > 3 else ''}: see their .lock files)"
         )
-        with store.claim(task_key(elsewhere[0], resources), wait=True):
+        with store.claim(task_key(elsewhere[0], conditions), wait=True):
             pass  # its holder let go: stored by it, or free for us on the next pass
-        pending = pending_tasks(elsewhere, store, resources)
-        if bar is not None:
-            bar.update(len(elsewhere) - len(pending))
+        pending = pending_tasks(elsewhere, store, conditions)
+        progress.advance(len(elsewhere) - len(pending))
     return records
-
-
-def _train(tasks, store, resources, bar) -> list[RunRecord]:
-    if resources.stacked:
-        return _run_stacks(tasks, store, resources, bar)
-    if resources.distributed:
-        return _run_on_cluster(tasks, store, resources, bar)
-    return _run_here(tasks, store, resources, bar)
 
 
 @contextlib.contextmanager
 def claimed(
-    pending: list[Task], store: RunStore, resources: Resources
+    pending: list[Task], store: RunStore, conditions: RunConditions
 ) -> Iterator[tuple[list[Task], list[Task]]]:
     """Takes the lock of every pending run it can; yields (ours, held by another command)."""
     with contextlib.ExitStack() as locks:
         mine, elsewhere = [], []
         for task in pending:
-            key = task_key(task, resources)
+            key = task_key(task, conditions)
             lock = contextlib.ExitStack()
             held = lock.enter_context(store.claim(key))
             if held and store.has(key):  # stored by the command that held it a moment ago
@@ -139,89 +161,139 @@ def claimed(
         yield mine, elsewhere
 
 
-def _run_here(tasks, store, resources, bar) -> list[RunRecord]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(resources.threads)
-    try:
-        mnist = load_mnist(resolve_data_dir(resources.data_dir))
-        records = []
-        for task in tasks:
+@dataclasses.dataclass
+class _Grid:
+    """Trains claimed tasks here, stacked, or on Dask workers, storing each record as it ends."""
 
-            def on_epoch(epoch: dict[str, Any], task: Task = task) -> None:
-                _show_epoch(bar, task.describe(), epoch["epoch"], task.config.epochs)
+    store: RunStore
+    resources: Resources
+    conditions: RunConditions
+    progress: Progress
 
-            record = run(
-                task.config,
-                task.seed,
-                mnist,
-                task.label,
-                resolve_device(resources.device),
-                on_epoch,
-            )
-            records.append(_store(record, store, bar))
-        return records
-    finally:
-        torch.set_num_threads(previous)
+    def train(self, tasks: list[Task]) -> list[RunRecord]:
+        if self.resources.stacked:
+            return self._stacks(tasks)
+        if self.resources.distributed:
+            return self._on_cluster(tasks)
+        return self._here(tasks)
 
-
-def _run_stacks(tasks, store, resources, bar) -> list[RunRecord]:
-    """Each arm's pending seeds, K at a time, as one stacked model on this process's device."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(resources.threads)
-    device = resolve_device(resources.device)
-    try:
-        mnist = load_mnist(resolve_data_dir(resources.data_dir))
-        arms: dict[tuple[str, str], list[Task]] = {}
-        for task in tasks:
-            arms.setdefault((task.label, task.config.hash()), []).append(task)
-        records = []
-        for group in arms.values():
-            size = resources.stack or stack_size(group[0].config, device, len(group))
-            for start in range(0, len(group), size):
-                chunk = group[start : start + size]
-                if bar is not None:
-                    bar.set_postfix_str(f"{chunk[0].label}: {len(chunk)} seeds stacked")
-                seeds = [task.seed for task in chunk]
-                stack = run_stacked(chunk[0].config, seeds, mnist, chunk[0].label, device)
-                records += _keep_all(stack, store, bar)
-        return records
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _run_on_cluster(tasks, store, resources, bar) -> list[RunRecord]:
-    records = []
-    needed = dataclasses.replace(resources, workers=min(resources.workers, len(tasks)))
-    with cluster(needed) as client:  # no idle worker started: each holds ~1 GB
-        if link := dashboard(client):
-            _write(bar, f"Dask dashboard: {link}")
-        subscribe_epochs(client, lambda *event: _show_epoch(bar, *event))
-        futures = [
-            # The key names the run: two clients of one cluster share a task, not train it twice.
-            client.submit(_train_on_worker, task, resources, key=_dask_key(task, resources))
-            for task in tasks
-        ]
+    def _here(self, tasks: list[Task]) -> list[RunRecord]:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.resources.threads)
         try:
-            for future in as_completed(futures):
-                records.append(_store(future.result(), store, bar))
-        except KilledWorker as error:
-            raise worker_lost("a run", error) from error
-        except StoreError:
-            # runs that finished meanwhile are kept before the workers go: stored, or rescued
-            # (not on Ctrl-C: a result fetched from a worker can wait forever, and a run
-            # cancelled is only trained again)
-            finished = [r for r in _finished_results(futures) if not store.has(RunKey.of(r))]
-            records += _keep_all(finished, store, bar)
-            raise
-        except KeyboardInterrupt:
-            _write(bar, f"\ninterrupted: {len(records)} run(s) finished and stored now")
-            raise
-    return records
+            mnist = load_mnist(resolve_data_dir(self.resources.data_dir))
+            device = resolve_device(self.resources.device)
+            records = []
+            for task in tasks:
 
+                def on_epoch(epoch: dict[str, Any], task: Task = task) -> None:
+                    self._show_epoch(task.describe(), epoch["epoch"], task.config.epochs)
 
-def _dask_key(task: Task, resources: Resources) -> str:
-    key = task_key(task, resources)
-    return f"run-{key.config_hash}-seed{key.seed}-{key.engine}"
+                record = run_one(task.config, task.seed, mnist, task.label, device, on_epoch)
+                records.append(self._store(record))
+            return records
+        finally:
+            torch.set_num_threads(previous)
+
+    def _stacks(self, tasks: list[Task]) -> list[RunRecord]:
+        """The pending runs of one network shape (a factorial's cells of one width and
+        BatchNorm, or an arm's seeds), K at a time, as one stacked model on this process's
+        device: each member its own config and seed."""
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.resources.threads)
+        device = resolve_device(self.resources.device)
+        try:
+            mnist = load_mnist(resolve_data_dir(self.resources.data_dir))
+            shapes: dict[tuple, list[Task]] = {}
+            for task in tasks:
+                shapes.setdefault(stack_key(task.config), []).append(task)
+            records = []
+            for group in shapes.values():
+                size = self.resources.stack or stack_size(group[0].config, device, len(group))
+                for start in range(0, len(group), size):
+                    chunk = group[start : start + size]
+                    arms = sorted({task.label for task in chunk})
+                    self.progress.status(f"{len(chunk)} runs stacked ({', '.join(arms)[:60]})")
+                    stack = run_stacked(
+                        [task.config for task in chunk],
+                        [task.seed for task in chunk],
+                        mnist,
+                        [task.label for task in chunk],
+                        device,
+                    )
+                    records += self._keep_all(stack)
+            return records
+        finally:
+            torch.set_num_threads(previous)
+
+    def _on_cluster(self, tasks: list[Task]) -> list[RunRecord]:
+        records = []
+        resources = self.resources
+        needed = dataclasses.replace(resources, workers=min(resources.workers, len(tasks)))
+        with cluster(needed) as client:  # no idle worker started: each holds ~1 GB
+            if link := dashboard(client):
+                self.progress.note(f"Dask dashboard: {link}")
+            subscribe_epochs(client, self._show_epoch)
+            futures = [
+                # The key names the run: two clients of one cluster share a task, not train
+                # it twice.
+                client.submit(_train_on_worker, task, resources, key=self._dask_key(task))
+                for task in tasks
+            ]
+            try:
+                for future in as_completed(futures):
+                    records.append(self._store(future.result()))
+            except KilledWorker as error:
+                raise worker_lost("a run", error) from error
+            except StoreError:
+                # runs that finished meanwhile are kept before the workers go: stored, or
+                # rescued (not on Ctrl-C: a result fetched from a worker can wait forever, and a
+                # run cancelled is only trained again)
+                finished = _finished_results(futures)
+                records += self._keep_all([r for r in finished if not self.store.has(RunKey.of(r))])
+                raise
+            except KeyboardInterrupt:
+                self.progress.note(f"\ninterrupted: {len(records)} run(s) finished and stored now")
+                raise
+        return records
+
+    def _dask_key(self, task: Task) -> str:
+        return f"run-{task_key(task, self.conditions).file_name().removesuffix('.json')}"
+
+    def _keep_all(self, records: list[RunRecord]) -> list[RunRecord]:
+        """Stores each record; once the store fails, the rest go to the rescue folder (each on
+        its own), and the first failure is raised when every record is saved somewhere."""
+        kept, failure = [], None
+        for record in records:
+            try:
+                if failure is None:
+                    kept.append(self._store(record))
+                else:
+                    self.store.rescue(record)
+            except StoreError as error:
+                failure = failure or error
+        if failure is not None:
+            raise failure
+        return kept
+
+    def _store(self, record: RunRecord) -> RunRecord:
+        self.store.save(record)
+        if RunKey.of(record).conditions != self.conditions:
+            raise UserError(
+                f"{record['label']} seed {record['seed']} was trained under "
+                f"{RunKey.of(record).conditions}, not the study's {self.conditions}: every "
+                "worker must share one machine type and data set (the run is stored apart)"
+            )
+        self.progress.advance()
+        if record["status"] != "ok":
+            self.progress.note(
+                f"{record['label']} seed {record['seed']}: diverged at epoch "
+                f"{record['diverged_epoch']} ({record['divergence']}); stored as diverged"
+            )
+        return record
+
+    def _show_epoch(self, what: str, epoch: int, epochs: int) -> None:
+        self.progress.status(f"{what}, epoch {epoch}/{epochs}")
 
 
 def _train_on_worker(task: Task, resources: Resources) -> RunRecord:
@@ -230,7 +302,7 @@ def _train_on_worker(task: Task, resources: Resources) -> RunRecord:
     def on_epoch(epoch: dict[str, Any]) -> None:
         report_epoch(task.describe(), epoch["epoch"], task.config.epochs)
 
-    return run(
+    return run_one(
         task.config, task.seed, mnist, task.label, resolve_device(resources.device), on_epoch
     )
 
@@ -246,42 +318,3 @@ def _finished_results(futures: list[Future]) -> list[RunRecord]:
             except Exception:  # TimeoutError, or the connection to its worker lost
                 continue
     return records
-
-
-def _keep_all(records: list[RunRecord], store: RunStore, bar: tqdm | None) -> list[RunRecord]:
-    """Stores each record; once the store fails, the rest go to the rescue folder (each on its
-    own), and the first failure is raised when every record is saved somewhere."""
-    kept, failure = [], None
-    for record in records:
-        try:
-            if failure is None:
-                kept.append(_store(record, store, bar))
-            else:
-                store.rescue(record)
-        except StoreError as error:
-            failure = failure or error
-    if failure is not None:
-        raise failure
-    return kept
-
-
-def _store(record: RunRecord, store: RunStore, bar: tqdm | None) -> RunRecord:
-    store.save(record)
-    if bar is not None:
-        bar.update()
-    if record["status"] != "ok":
-        _write(
-            bar,
-            f"{record['label']} seed {record['seed']}: diverged at epoch "
-            f"{record['diverged_epoch']} ({record['divergence']}); stored as diverged",
-        )
-    return record
-
-
-def _show_epoch(bar: tqdm | None, what: str, epoch: int, epochs: int) -> None:
-    if bar is not None:
-        bar.set_postfix_str(f"{what}, epoch {epoch}/{epochs}")
-
-
-def _write(bar: tqdm | None, message: str) -> None:
-    (bar.write if bar is not None else lambda m: print(m, file=sys.stderr))(message)

@@ -17,14 +17,21 @@ from typing import Any, TypeVar
 
 from harness import UserError
 from harness.core.config import Config, ConfigError, config_from_dict
-from harness.core.store import write_json_atomically
-from harness.stats.design import MARGIN
-from harness.study.factorial import Factorial
+from harness.core.data import MNIST_SOURCE
+from harness.core.store import RunConditions, write_json_atomically
+from harness.stats.verdicts import MARGIN
+from harness.study.factorial_design import Factorial
 from harness.study.specs import REFERENCE, Spec
-from harness.study.tuning import TRIAL_SEEDS_FROM
 
 PLAN_FILE = "plan.json"
 TUNED = "tuned"  # the search's choice; with --repeats, tuned-repeat2, tuned-repeat3, ...
+RETUNED_SUFFIX = "-retuned"  # an arm at its own --retune values
+RETUNED_REFERENCE = REFERENCE + RETUNED_SUFFIX
+# Trials train on seeds from TRIAL_SEEDS_FROM, evaluation runs on smaller ones (the plan
+# refuses others): were a trial's seed one the winner is re-trained on, that re-trained run
+# would be the very trial selected as the best of the search, its luck included, and the tuned
+# arm's paired difference would be biased upwards.
+TRIAL_SEEDS_FROM = 1_000_000
 
 
 def is_tuned(label: str) -> bool:
@@ -37,12 +44,31 @@ def tuned_label(repeat: int) -> str:
     return TUNED if repeat == 0 else f"{TUNED}-repeat{repeat + 1}"
 
 
+def retuned_label(label: str) -> str:
+    return label + RETUNED_SUFFIX
+
+
+def is_retuned(label: str) -> bool:
+    return label.endswith(RETUNED_SUFFIX)
+
+
+def is_baseline(label: str) -> bool:
+    """The reference, or the retuned reference: what other arms are compared with."""
+    return label in (REFERENCE, RETUNED_REFERENCE)
+
+
+def baseline_of(label: str) -> str:
+    """The arm a comparison pairs with: the retuned reference for a retuned arm."""
+    return RETUNED_REFERENCE if is_retuned(label) else REFERENCE
+
+
 def check_evaluation_seeds(seeds: Iterable[int]) -> None:
     trial_seeds = sorted(seed for seed in set(seeds) if seed >= TRIAL_SEEDS_FROM)
     if trial_seeds:
         raise PlanError(
             f"seed {trial_seeds[0]:,} is reserved for the search's trials (seeds from "
-            f"{TRIAL_SEEDS_FROM:,}): evaluate on smaller seeds"
+            f"{TRIAL_SEEDS_FROM:,}): evaluate on smaller seeds",
+            "seeds",
         )
 
 
@@ -89,7 +115,9 @@ class Design:
 @dataclass(frozen=True)
 class Plan:
     arms: dict[str, Arm]  # the reference first
-    engine: str  # harness.core.training.engine: which runs of an arm count
+    # which runs of an arm count: its engine, platform and data (a plan saved before the
+    # platform was recorded has platform "": the one that holds most of its runs)
+    conditions: RunConditions
     margin: float = MARGIN
     design: Design | None = None
     search: dict[str, Any] = field(default_factory=dict)  # the search's settings, if one ran
@@ -97,6 +125,12 @@ class Plan:
     # the factorial's seeds that each later study on new seeds (--replicate) added; the rest
     # are the primary study's
     replications: tuple[tuple[int, ...], ...] = ()
+    # the training budgets (epochs) whose verdicts join the study's error budget beside the
+    # full one; None: harness.stats.budgets.declared_budgets of the arms' epochs
+    budgets: tuple[int, ...] | None = None
+    # validation accuracies whose time to reach the reports give (None: derived from the
+    # reference's runs, harness.report.budget_analysis.default_targets)
+    targets: tuple[float, ...] | None = None
 
     @property
     def reference(self) -> Arm:
@@ -117,28 +151,36 @@ class Plan:
     def merged_into(self, older: Plan | None) -> Plan:
         """This plan's arms over an older plan's: an arm of the same config keeps every seed
         either asked for, a changed config replaces the arm; the reference gets every seed any
-        arm uses. A different engine or reference would pair runs that do not compare."""
+        arm uses. A different engine, data set or reference would pair runs that do not
+        compare. On another platform (the study copied to another machine) the study is this
+        machine's from now on: its runs train here, the copied ones stay apart."""
         if older is None:
             return self.with_reference_seeds()
-        if older.engine != self.engine:
+        if older.conditions.engine != self.conditions.engine:
             raise PlanError(
-                f"its study was trained with engine {older.engine}, this command's is "
-                f"{self.engine} (device, threads per run, stacking): pass the same --workers/"
-                "--threads/--device/--stack, or another --results-dir"
+                f"its study was trained with engine {older.conditions.engine}, this command's "
+                f"is {self.conditions.engine} (device, threads per run, stacking): train with "
+                "the same workers, threads, device and stacking, or give another results folder"
+            )
+        if older.conditions.data != self.conditions.data:
+            raise PlanError(
+                f"its study was trained on data {older.conditions.data}, this command's data "
+                f"folder holds {self.conditions.data}: give its data folder, or another results "
+                "folder"
             )
         changes = _differences(older.reference.config, self.reference.config)
         if changes:
             raise PlanError(
-                f"its reference differs from this command's ({changes}): pass another "
-                "--results-dir for this study"
+                f"its reference differs from this command's ({changes}): give this study "
+                "another results folder"
             )
         factorial = self.factorial or older.factorial
         if self.factorial and older.factorial:
             if self.factorial.design() != older.factorial.design():
                 raise PlanError(
                     f"its factorial ({older.factorial.name}) differs from this command's "
-                    f"({self.factorial.name}, or its spec changed since): pass another "
-                    "--results-dir for this study"
+                    f"({self.factorial.name}, or its spec changed since): give this study "
+                    "another results folder"
                 )
             factorial = self.factorial.with_seeds(self.factorial.seeds + older.factorial.seeds)
         arms = dict(older.arms)
@@ -152,6 +194,8 @@ class Plan:
             arms=arms,
             design=self.design or older.design,
             search=self.search or older.search,
+            budgets=self.budgets or older.budgets,
+            targets=self.targets or older.targets,
             factorial=factorial,
             replications=older.replications
             + tuple(r for r in self.replications if r not in older.replications),
@@ -190,12 +234,16 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "engine": self.engine,
+            "engine": self.conditions.engine,
+            "platform": self.conditions.platform,
+            "data": self.conditions.data,
             "margin": self.margin,
             "design": dataclasses.asdict(self.design) if self.design else None,
             "search": self.search,
             "factorial": self.factorial.to_dict() if self.factorial else None,
             "replications": [list(seeds) for seeds in self.replications],
+            "budgets": list(self.budgets) if self.budgets else None,
+            "targets": list(self.targets) if self.targets else None,
             "arms": [
                 {
                     "label": arm.label,
@@ -234,14 +282,40 @@ class Plan:
         search = _typed(data.get("search") or {}, dict, "search")
         factorial = data.get("factorial")
         if factorial is not None:
-            factorial = Factorial.from_dict(_typed(factorial, dict, "factorial"))
-        engine = _typed(data["engine"], str, "engine")
+            factorial = Factorial.from_dict(
+                _typed(factorial, dict, "factorial"), arms[REFERENCE].config
+            )
+        conditions = RunConditions(
+            _typed(data["engine"], str, "engine"),
+            _typed(data.get("platform", ""), str, "platform"),
+            _typed(data.get("data", MNIST_SOURCE), str, "data"),
+        )
         replications = []
         for seeds in _typed(data.get("replications", []), list, "replications"):
             if not all(type(s) is int and s >= 0 for s in _typed(seeds, list, "replication")):
                 raise ValueError(f"replications: expected lists of seeds ≥ 0, got {seeds!r:.60}")
             replications.append(tuple(seeds))
-        return cls(arms, engine, margin, design, search, factorial, tuple(replications))
+        budgets = data.get("budgets")
+        if budgets is not None:
+            budgets = tuple(_typed(budgets, list, "budgets"))
+            if not all(type(b) is int and b >= 1 for b in budgets):
+                raise ValueError(f"budgets: expected epochs ≥ 1, got {budgets!r:.60}")
+        targets = data.get("targets")
+        if targets is not None:
+            targets = tuple(_typed(targets, list, "targets"))
+            if not all(type(t) is float and 0 < t < 1 for t in targets):
+                raise ValueError(f"targets: expected accuracies in (0, 1), got {targets!r:.60}")
+        return cls(
+            arms,
+            conditions,
+            margin,
+            design,
+            search,
+            factorial,
+            tuple(replications),
+            budgets,
+            targets,
+        )
 
 
 T = TypeVar("T")
@@ -270,7 +344,7 @@ def as_replication(plan: Plan, saved: Plan | None, resume: bool) -> Plan:
     every seed it used (so no run is shared), the command's arms (not the tuned one) following
     the cells; resume: the last replication is unfinished, so its seeds again."""
     if saved is None or saved.factorial is None or plan.factorial is None:
-        raise PlanError("--replicate: no factorial study in the results folder to replicate yet")
+        raise PlanError("no factorial study in the results folder to replicate yet", "replicate")
     if resume and saved.replications:
         seeds = saved.replications[-1]
     else:
@@ -309,9 +383,16 @@ def load_plan(results_dir: Path) -> Plan | None:
 
 
 def save_plan(plan: Plan, results_dir: Path) -> Path:
+    """Saves the plan in the results folder, or one line where it cannot be written."""
     path = Path(results_dir) / PLAN_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(path, plan.to_dict())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomically(path, plan.to_dict())
+    except OSError as error:
+        raise PlanError(
+            f"cannot write {path} ({error.strerror}): give a writable results folder",
+            "results_dir",
+        ) from None
     return path
 
 
@@ -320,11 +401,6 @@ def update_plan(plan: Plan, results_dir: Path) -> Plan:
     try:
         merged = plan.merged_into(load_plan(results_dir))
     except PlanError as error:
-        raise PlanError(f"{Path(results_dir) / PLAN_FILE}: {error}") from None
+        raise PlanError(f"{Path(results_dir) / PLAN_FILE}: {error}", "results_dir") from None
     save_plan(merged, results_dir)
     return merged
-
-
-def tuned_arm(summary: dict[str, Any], seeds: list[int], label: str = TUNED) -> Arm:
-    description = f"best of Optuna study {summary['study']!r} on validation accuracy"
-    return Arm(label, description, config_from_dict(summary["config"]), tuple(seeds))

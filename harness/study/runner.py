@@ -11,15 +11,14 @@ import statistics
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 from harness.core.record import RunRecord
 from harness.core.store import RunKey, RunStore
 from harness.stats import design
-from harness.stats.factorial import planned_replicates
+from harness.stats.factorial_model import planned_replicates
 from harness.study.executor import Resources
-from harness.study.factorial import factorial_runs
-from harness.study.grid import check_before_training, progress_counts, run_tasks
+from harness.study.factorial_design import factorial_runs
+from harness.study.grid import check_before_training, progress_counts, train_tasks
 from harness.study.plan import (
     Plan,
     as_replication,
@@ -28,35 +27,36 @@ from harness.study.plan import (
     load_plan,
     update_plan,
 )
+from harness.study.progress import QUIET, Progress
 from harness.study.specs import REFERENCE
 
 
-def run(
-    plan: Plan,
-    results_dir: Path,
-    resources: Resources,
-    description: str,
-    bar: tqdm | None = None,
+def run_study(
+    plan: Plan, results_dir: Path, resources: Resources, progress: Progress = QUIET
 ) -> list[RunRecord]:
-    """Trains what the plan's arms miss (under one progress bar); returns the new records."""
+    """Trains what the plan's arms and cells miss; returns the new records. The plan is merged
+    into the saved one first; with seeds until decided, the pilot trains before the rest is
+    planned."""
     check_evaluation_seeds(seed for arm in plan.arms.values() for seed in arm.seeds)
     store = RunStore(results_dir)
     check_before_training(store, resources)
     if plan.design is not None:
         pilot = dataclasses.replace(plan, design=None)
-        new = run(pilot, results_dir, resources, f"{description} (pilot)", bar)
+        new = run_study(pilot, results_dir, resources, progress)
         plan = planned_after_pilot(plan, store.records())
     else:
         new = []
+    saved = load_plan(results_dir)
+    if saved is not None and saved.conditions.platform not in ("", plan.conditions.platform):
+        progress.note(
+            f"{results_dir}: its runs were trained on platform {saved.conditions.platform}, "
+            f"this machine's is {plan.conditions.platform}: the study's runs train here, the "
+            "others stay apart (the report names both)"
+        )
     update_plan(plan, results_dir)
     tasks = plan.tasks()
-    total, done = progress_counts(tasks, store, resources)
-    if bar is not None:  # a caller's bar (run_all's): what is left to train is added to it
-        bar.total = bar.n + total - done
-        bar.refresh()
-        return new + run_tasks(tasks, store, resources, bar)
-    with tqdm(total=total, initial=done, desc=description, unit="run", dynamic_ncols=True) as own:
-        return new + run_tasks(tasks, store, resources, own)
+    progress.add(*progress_counts(tasks, store, plan.conditions))
+    return new + train_tasks(tasks, store, resources, plan.conditions, progress)
 
 
 def run_replications(
@@ -64,7 +64,7 @@ def run_replications(
     results_dir: Path,
     resources: Resources,
     count: int | None = None,
-    bar: tqdm | None = None,
+    progress: Progress = QUIET,
 ) -> list[RunRecord]:
     """Replications of the saved factorial study (plan.as_replication: new seeds, after every
     seed it used) until it holds `count` finished ones; None: one more than it has finished.
@@ -75,7 +75,7 @@ def run_replications(
         unfinished = (
             saved is not None
             and bool(saved.replications)
-            and _unfinished(as_replication(plan, saved, resume=True), results_dir, resources)
+            and _unfinished(as_replication(plan, saved, resume=True), results_dir)
         )
         finished = len(saved.replications) - unfinished if saved else 0
         if count is None:
@@ -83,12 +83,12 @@ def run_replications(
         if not unfinished and finished >= count:
             return new
         replication = as_replication(plan, saved, resume=unfinished)
-        seeds = replication.factorial.seeds
-        new += run(replication, results_dir, resources, f"replication on seeds {seeds}", bar)
+        progress.status(f"replication on seeds {replication.factorial.seeds}")
+        new += run_study(replication, results_dir, resources, progress)
 
 
-def _unfinished(plan: Plan, results_dir: Path, resources: Resources) -> bool:
-    total, done = progress_counts(plan.tasks(), RunStore(results_dir), resources)
+def _unfinished(plan: Plan, results_dir: Path) -> bool:
+    total, done = progress_counts(plan.tasks(), RunStore(results_dir), plan.conditions)
     return done < total
 
 
@@ -125,16 +125,14 @@ def replicates_after_pilot(plan: Plan, records: list[RunRecord]) -> Plan:
     frame = pd.DataFrame(
         [
             {
-                "config_hash": r["config_hash"],
-                "seed": r["seed"],
-                "engine": RunKey.of(r).engine,
+                **RunKey.of(r)._asdict(),
                 "status": r["status"],
-                "test_accuracy": r["metrics"].get("test_accuracy", math.nan),
+                "test_accuracy": r.get("metrics", {}).get("test_accuracy", math.nan),
             }
             for r in records
         ]
     )
-    runs = factorial_runs(pilot, plan.reference.config, plan.engine, frame)
+    runs = factorial_runs(pilot, plan.reference.config, plan.conditions, frame)
     factors = plan.factorial.factor_names
     n = plan.design.max_seeds
     if len(runs) == len(pilot.cells()) * n0:  # a diverged cell: the cap, as for an arm
@@ -165,7 +163,7 @@ def pilot_accuracies(plan: Plan, label: str, records: list[RunRecord], n0: int) 
         r["seed"]: r["metrics"]["test_accuracy"]
         for r in records
         if r["config_hash"] == config_hash
-        and RunKey.of(r).engine == plan.engine
+        and RunKey.of(r).conditions == plan.conditions
         and r["status"] == "ok"
         and r["seed"] < n0
     }

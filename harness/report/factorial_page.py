@@ -1,118 +1,27 @@
-"""The factorial's analysis as the reports show it: its effects (harness.stats.factorial) from the
-stored runs and predictions, the page factorial.md, and the index's first table."""
+"""The factorial's pages: factorial.md, and the index's first table (the numbers:
+harness.report.factorial_analysis)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import pandas as pd
-
-from harness.report.analysis import StudyData, correct_matrix
-from harness.report.markdown import interval, join, plot_file, points, pp, pvalue, table
-from harness.report.verdicts import bold_verdict
-from harness.stats import factorial as model
-from harness.stats.test_sets import TEST_SET_BLOCKS, block_accuracies
-from harness.study.factorial import Factorial
+from harness.report.analysis import StudyData
+from harness.report.factorial_analysis import FactorialAnalysis, Replication, diverged_cell_runs
+from harness.report.markdown import (
+    interval,
+    join,
+    plot_file,
+    points,
+    pp,
+    pvalue,
+    seed_range,
+    table,
+)
+from harness.report.verdict_tables import bold_verdict
+from harness.stats import factorial_model as model
+from harness.stats.population import TEST_SET_BLOCKS
+from harness.study.factorial_design import Factorial
 from harness.study.plan import Design
 
 SHORT = dict(zip(model.KINDS, ("main", "interaction", "simple, at the reference"), strict=True))
-
-
-@dataclass(frozen=True)
-class Replication:
-    seeds: tuple[int, ...]
-    effects: pd.DataFrame  # effect_table on these seeds alone
-    agreement: pd.DataFrame  # replication_agreement with the primary study
-
-
-@dataclass(frozen=True)
-class FactorialAnalysis:
-    """The primary study's analysis (its seeds only), each finished replication's beside it,
-    and the pooled one over all of them."""
-
-    factorial: Factorial  # with the primary study's seeds
-    runs: pd.DataFrame  # one row per run: cell, coded factors, seed, accuracy, fitted, residual
-    effects: pd.DataFrame  # harness.stats.factorial.effect_table
-    anova: pd.DataFrame
-    pooling: tuple[float, float, int]  # F, p, df of the terms pooled into error
-    replications: list[Replication]
-    pooled: pd.DataFrame | None  # effect_table over every seed, where there are replications
-
-    @property
-    def factors(self) -> list[str]:
-        return self.factorial.factor_names
-
-
-def factorial_analysis(data: StudyData) -> FactorialAnalysis | None:
-    """The analysis once every cell has finished on every seed (a balanced design: the effects'
-    meaning rests on it); None for a study without a factorial or one still training."""
-    plan = data.plan
-    if plan is None or plan.factorial is None:
-        return None
-    every = data.cell_runs()
-    factors = plan.factorial.factor_names
-    cells = len(plan.factorial.cells())
-
-    def runs_on(seeds: tuple[int, ...]) -> pd.DataFrame:
-        return every[every["seed"].isin(seeds)].reset_index(drop=True) if len(every) else every
-
-    def effects_on(seeds: tuple[int, ...]) -> pd.DataFrame | None:
-        runs = runs_on(seeds)
-        if len(runs) < cells * len(seeds):  # balanced or nothing
-            return None
-        blocks = block_accuracies(correct_matrix(data.frame.loc[runs["record"]]))
-        return model.effect_table(runs, factors, plan.margin, blocks)
-
-    primary_seeds = plan.primary_seeds()
-    effects = effects_on(primary_seeds)
-    if effects is None:
-        return None
-    runs = runs_on(primary_seeds)
-    replications = []
-    for seeds in plan.replications:
-        if (replicated := effects_on(seeds)) is not None:
-            agreement = model.replication_agreement(effects, replicated)
-            replications.append(Replication(seeds, replicated, agreement))
-    pooled = None
-    if replications:
-        pooled = effects_on(primary_seeds + tuple(s for r in replications for s in r.seeds))
-    return FactorialAnalysis(
-        plan.factorial.with_seeds(primary_seeds),
-        model.residuals(runs, factors),
-        effects,
-        model.anova_table(runs, factors),
-        model.pooling_test(runs, factors),
-        replications,
-        pooled,
-    )
-
-
-def effects_table(analysis: FactorialAnalysis) -> pd.DataFrame:
-    """Every effect of every analysis (primary, each replication, pooled), for the CSV."""
-    frames = [analysis.effects.assign(analysis="primary", seeds=_seeds(analysis.factorial.seeds))]
-    for replication in analysis.replications:
-        seeds = _seeds(replication.seeds)
-        frames.append(replication.effects.assign(analysis="replication", seeds=seeds))
-    if analysis.pooled is not None:
-        every = analysis.factorial.seeds + tuple(s for r in analysis.replications for s in r.seeds)
-        frames.append(analysis.pooled.assign(analysis="pooled", seeds=_seeds(every)))
-    return pd.concat(frames, ignore_index=True)
-
-
-def diverged_cell_runs(data: StudyData) -> int:
-    """Stored runs of the factorial's cells on its seeds that diverged."""
-    plan = data.plan
-    hashes = {config.hash() for config in plan.cells().values()}
-    frame = data.frame
-    if frame.empty:
-        return 0
-    chosen = (
-        frame["config_hash"].isin(hashes)
-        & frame["seed"].isin(plan.factorial.seeds)
-        & (frame["engine"] == plan.engine)
-        & (frame["status"] != "ok")
-    )
-    return int(chosen.sum())
 
 
 def change(factorial: Factorial, name: str) -> str:
@@ -151,7 +60,7 @@ def replication_rows(analysis: FactorialAnalysis, replication: Replication, kind
         cells = {
             "effect": f"{change(analysis.factorial, row['effect'])} ({SHORT[row['kind']]})",
             "primary": _estimate(row),
-            f"replication (seeds {_seeds(replication.seeds)})": _estimate(again),
+            f"replication (seeds {seed_range(replication.seeds)})": _estimate(again),
             "difference [family CI]": f"{points(agree['difference'])} "
             f"{interval((agree['low'], agree['high']), points)} "
             + ("consistent" if agree["consistent"] else "**differ**"),
@@ -168,7 +77,7 @@ def replication_section(analysis: FactorialAnalysis, kinds) -> list[str]:
         agreement = replication.agreement[replication.agreement["kind"].isin(kinds)]
         same, consistent = int(agreement["same_verdict"].sum()), int(agreement["consistent"].sum())
         parts += [
-            f"### Replication on seeds {_seeds(replication.seeds)}",
+            f"### Replication on seeds {seed_range(replication.seeds)}",
             f"The same {len(analysis.factorial.cells())} cells on new seeds, disjoint from every "
             f"seed the primary study used. Verdicts agree on {same} "
             f"of {len(agreement)} effects; the replication's estimate is consistent with the "
@@ -188,13 +97,6 @@ def _estimate(row) -> str:
     return f"{points(row['estimate'])} {bounds} {bold_verdict(row['verdict'])}"
 
 
-def _seeds(seeds: tuple[int, ...]) -> str:
-    consecutive = list(seeds) == list(range(seeds[0], seeds[-1] + 1))
-    return (
-        f"{seeds[0]}–{seeds[-1]}" if consecutive and len(seeds) > 2 else ", ".join(map(str, seeds))
-    )
-
-
 def design_line(analysis: FactorialAnalysis, until_decided: Design | None = None) -> str:
     f = analysis.factorial
     k, cells, seeds = len(f.factors), len(f.cells()), len(f.seeds)
@@ -203,8 +105,8 @@ def design_line(analysis: FactorialAnalysis, until_decided: Design | None = None
         shape = f"2^({k}−{k - cells.bit_length() + 1}) fraction of resolution {f.resolution},"
     line = (
         f"A {shape} factorial over {', '.join(analysis.factors)}: {cells} cells × {seeds} "
-        f"seed{'s' if seeds > 1 else ''} ({_seeds(f.seeds)}) = {len(analysis.runs)} runs, every "
-        "cell on the same seeds."
+        f"seed{'s' if seeds > 1 else ''} ({seed_range(f.seeds)}) = {len(analysis.runs)} runs, "
+        "every cell on the same seeds."
     )
     if until_decided is not None:
         line += (
@@ -213,7 +115,7 @@ def design_line(analysis: FactorialAnalysis, until_decided: Design | None = None
             f"effect (80% power at ±margin, the family's level), at most {until_decided.max_seeds}."
         )
     if analysis.replications:
-        again = [f"seeds {_seeds(r.seeds)}" for r in analysis.replications]
+        again = [f"seeds {seed_range(r.seeds)}" for r in analysis.replications]
         line += f" Primary study; replicated on {', '.join(again)} (below)."
     return line
 

@@ -9,16 +9,16 @@ runs.csv byte for byte from what is committed.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness import UserError
-from harness.report import markdown, pages, pages_detail, plots, search_page, verdicts
+from harness.report import detail_pages, index_page, markdown, plots, search_page, verdict_tables
 from harness.report.analysis import (
     ABLATIONS,
     SELECTED,
@@ -31,23 +31,23 @@ from harness.report.analysis import (
     summed_confusion,
     used_runs,
 )
+from harness.report.budget_analysis import BudgetAnalysis, budget_analysis
+from harness.report.budget_page import budget_page
 from harness.report.claims import claims_rows
 from harness.report.comparisons import comparison_table
-from harness.report.factorial import (
+from harness.report.factorial_analysis import (
     FactorialAnalysis,
     effects_table,
     factorial_analysis,
-    factorial_page,
-    index_section,
 )
+from harness.report.factorial_page import SHORT, change, factorial_page, index_section
 from harness.report.folder import DATA, ReportFolder, check_report_folder
+from harness.stats import factorial_model as model
 from harness.stats.expected_max import expected_max_curve
 from harness.study.plan import PLAN_FILE
-from harness.study.saved import RETUNE_SUMMARY_FILE, summary_file
+from harness.study.search import RETUNE_SUMMARY_FILE, summary_file
 from harness.study.specs import REFERENCE
 
-REPORTS_DIR_ENV = "HARNESS_REPORTS_DIR"
-DEFAULT_REPORTS_DIR = Path("reports")
 CSV_COLUMNS = [
     "variant",
     "label",
@@ -65,11 +65,6 @@ CSV_COLUMNS = [
     "parameters",
     "config_hash",
 ]
-
-
-def resolve_reports_dir(arg: str | Path | None = None) -> Path:
-    """--reports-dir / --out, else $HARNESS_REPORTS_DIR, else ./reports."""
-    return Path(arg or os.environ.get(REPORTS_DIR_ENV) or DEFAULT_REPORTS_DIR)
 
 
 def load_checked(results_dir: Path) -> StudyData:
@@ -93,8 +88,8 @@ def finish(
     check_report_folder(reports_dir, results_dir)
     data = load_checked(results_dir)
     frame = comparison_table(data)
-    print(verdicts.reference_line(frame).replace("**", ""))
-    print(markdown.table(verdicts.verdict_rows(frame, data.plan.margin, labels)))
+    print(verdict_tables.reference_line(frame).replace("**", ""))
+    print(markdown.table(verdict_tables.verdict_rows(frame, data.plan.margin, labels)))
     index = write_reports(data, reports_dir, frame)
     print(f"report: {index}")
     if diverged_now:
@@ -107,6 +102,7 @@ def write_reports(data: StudyData, out: Path, frame: pd.DataFrame | None = None)
     frame: comparison_table(data), if already computed."""
     frame = comparison_table(data) if frame is None else frame
     factorial = factorial_analysis(data)
+    budgets = budget_analysis(data, factorial)
     finished = list(frame["variant"])
     digits = {label: per_digit_table(data, label) for label in finished}
     confusions = {label: summed_confusion(data, label) for label in finished}
@@ -123,22 +119,26 @@ def write_reports(data: StudyData, out: Path, frame: pd.DataFrame | None = None)
             if factorial is not None:
                 draw_factorial(factorial, folder)
                 effects_table(factorial).to_csv(folder.path("factorial_effects.csv"), index=False)
+        if budgets is not None:
+            _write(folder.path("budgets.md"), budget_page(budgets, factorial, data.plan.margin))
+            draw_budgets(budgets, factorial, data.plan.margin, folder)
+            sections.append(("Every training budget: effect curves, time to target", "budgets.md"))
         sections += [
             ("Ablations: every number, training details, curves", "ablations.md"),
             ("Per-digit breakdown", "per_digit.md"),
             ("The write-up's claims, checked", "claims.md"),
         ]
-        _write(folder.path("ablations.md"), pages_detail.ablations_page(frame, data.plan.margin))
+        _write(folder.path("ablations.md"), detail_pages.ablations_page(frame, data.plan.margin))
         runs = {label: len(data.ok_runs(label)) for label in finished}
-        _write(folder.path("per_digit.md"), pages_detail.per_digit_page(digits, confusions, runs))
+        _write(folder.path("per_digit.md"), detail_pages.per_digit_page(digits, confusions, runs))
         _write(
-            folder.path("claims.md"), pages_detail.claims_page(claims_rows(data), reference_runs)
+            folder.path("claims.md"), detail_pages.claims_page(claims_rows(data), reference_runs)
         )
         if data.search is not None:
             _write(folder.path("search.md"), search_page.search_page(data, frame))
             sections.append(("Hyperparameter search", "search.md"))
         for label in data.labels:
-            page = pages_detail.variant_page(data, frame, label, layers[label], digits.get(label))
+            page = detail_pages.variant_page(data, frame, label, layers[label], digits.get(label))
             _write(folder.path(f"variants/{label}.md"), page)
             sections.append((f"Arm: {label}", f"variants/{label}.md"))
         runs_table(data).to_csv(folder.path("runs.csv"), index=False)
@@ -148,7 +148,7 @@ def write_reports(data: StudyData, out: Path, frame: pd.DataFrame | None = None)
             ("The records and plan these pages were computed from", f"{DATA}/"),
         ]
         first = index_section(factorial, data.plan.margin)
-        _write(folder.path("README.md"), pages.index_page(data, frame, sections, first))
+        _write(folder.path("README.md"), index_page.index_page(data, frame, sections, first))
         folder.finish()
     return Path(out) / "README.md"
 
@@ -181,9 +181,9 @@ def draw(
     for label, arm_layers in layers.items():
         save(plots.architecture_figure(label, arm_layers), "architecture", label)
     if data.search is not None:
-        save(plots.search_history_figure(data.search["trials"]), "search_history")
+        save(plots.search_history_figure(data.search.trials), "search_history")
         curves = {
-            label: expected_max_curve(search_page.trial_values(search))
+            label: expected_max_curve(np.array(search.trial_values()))
             for label, search in data.searches.items()
         }
         save(plots.expected_best_figure(curves), "search_expected_best")
@@ -191,10 +191,38 @@ def draw(
 
 def draw_factorial(analysis: FactorialAnalysis, folder: ReportFolder) -> None:
     levels = {f.name: f.levels for f in analysis.factorial.factors}
-    figure = plots.interaction_figure(analysis.runs, analysis.factors, levels)
+    df = analysis.effects.loc[analysis.effects["kind"] == model.KINDS[0], "df_seeds"].iloc[0]
+    residual_sd = float(np.sqrt((analysis.runs["residual"] ** 2).sum() / df))
+    figure = plots.interaction_figure(analysis.runs, analysis.factors, levels, residual_sd)
     plots.save(figure, folder.path(markdown.plot_file("factorial_interactions")))
     figure = plots.residuals_figure(analysis.runs, analysis.factors[0])
     plots.save(figure, folder.path(markdown.plot_file("factorial_residuals")))
+
+
+def draw_budgets(
+    budgets: BudgetAnalysis,
+    factorial: FactorialAnalysis | None,
+    margin: float,
+    folder: ReportFolder,
+) -> None:
+    """The effect curves (the factorial's main and simple effects per factor, else each arm's
+    effect) on one shared scale, and accuracy against training time."""
+    curves: dict[str, list[tuple[str, pd.DataFrame]]] = {}
+    if factorial is not None and factorial.by_budget is not None:
+        table = factorial.by_budget
+        for factor in factorial.factors:
+            curves[change(factorial.factorial, factor)] = [
+                (SHORT[kind], table[(table["kind"] == kind) & (table["effect"] == factor)])
+                for kind in (model.KINDS[0], model.KINDS[2])
+            ]
+    else:
+        for arm, frame in budgets.arms.groupby("arm", sort=False):
+            bounds = pd.DataFrame(frame["population_family_ci"].tolist(), columns=["low", "high"])
+            curves[arm] = [(arm, frame.reset_index(drop=True).join(bounds))]
+    if curves:
+        figure = plots.budget_curves_figure(curves, margin, budgets.budgets)
+        plots.save(figure, folder.path(markdown.plot_file("budget_curves")))
+    plots.save(plots.clock_figure(budgets.clock), folder.path(markdown.plot_file("budget_clock")))
 
 
 def curve_series(data: StudyData, label: str) -> dict[str, Any]:

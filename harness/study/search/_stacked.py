@@ -4,7 +4,7 @@ each member with its own learning rate, weight decay, dropout rates, shift, sche
 epochs, each pruned on its own by the study's pruner, then told.
 
 The same space, seed, objective (best validation accuracy) and pruner as the one-trial-per-
-worker search (harness.study.tuning); another numeric path (a stacked member's dropout masks
+worker search (harness.study.search._study); another numeric path (a stacked member's dropout masks
 and sums, harness.stacked.trainer), so a stacked search is not the CPU search trial for trial.
 The sampler learns between rounds only: a round's trials are proposed before any of them ends.
 A pruned member stops learning, but its slice of the stack is computed until the stack's last
@@ -21,13 +21,14 @@ from typing import Any
 import optuna
 import torch
 from optuna.trial import TrialState
-from tqdm import tqdm
 
 from harness.core.config import Config
 from harness.core.data import Split
 from harness.core.training import FitResult
 from harness.stacked.trainer import fit_stacked, stack_size
-from harness.study.tuning import best_text, finished_count, start_from_reference, suggest_config
+from harness.study.progress import QUIET, Progress
+from harness.study.search._space import suggest_config
+from harness.study.search._study import best_text, finished_count, start_from_reference
 
 # --stack 0 (the default on CUDA): trials asked per round. The sampler learns between rounds, so
 # a few rounds for a study's trials; the GPU is filled by each round's stacks of one shape.
@@ -39,16 +40,16 @@ def optimize_stacked(
     data: Split,
     base: Config,
     trials: int,
-    epoch_cap: int,
+    search_epochs: int,
     seed: int,
     device: torch.device,
     round_size: int,
     timeout: float | None = None,
-    bar: tqdm | None = None,
+    progress: Progress = QUIET,
 ) -> None:
     """Rounds of up to round_size trials until the study holds `trials` finished ones (or,
     after the timeout, no new round starts)."""
-    start_from_reference(study, base, epoch_cap)
+    start_from_reference(study, base, search_epochs)
     started = time.monotonic()
     while (remaining := trials - finished_count(study)) > 0:
         if timeout is not None and time.monotonic() - started > timeout:
@@ -56,21 +57,21 @@ def optimize_stacked(
         with warnings.catch_warnings():  # ask-and-tell sends no heartbeats: see _round
             warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
             asked = [study.ask() for _ in range(min(round_size, remaining))]
-        _round(study, asked, data, base, epoch_cap, seed, device, bar)
+        _round(study, asked, data, base, search_epochs, seed, device, progress)
 
 
-def _round(study, asked, data, base, epoch_cap, seed, device, bar) -> None:
+def _round(study, asked, data, base, search_epochs, seed, device, progress) -> None:
     """The asked trials, stacked by shape. Should the round stop (Ctrl-C, an error), the trials
     it has not told are told failed: without heartbeats nothing else would end them, and a
     trial left running misleads the sampler."""
     try:
-        configs = [suggest_config(trial, base, epoch_cap) for trial in asked]
+        configs = [suggest_config(trial, base, search_epochs) for trial in asked]
         for trial in asked:
             trial.set_user_attr("seed", seed)  # its training seed: never an evaluation seed
         for members in _by_shape(list(zip(asked, configs, strict=True))):
             size = stack_size(members[0][1], device, len(members), shared_split=True)
             for start in range(0, len(members), size):
-                _train_stack(study, members[start : start + size], data, seed, device, bar)
+                _train_stack(study, members[start : start + size], data, seed, device, progress)
     except BaseException:
         running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         for trial in asked:
@@ -94,7 +95,7 @@ def _train_stack(
     data: Split,
     seed: int,
     device: torch.device,
-    bar: tqdm | None,
+    progress: Progress,
 ) -> None:
     trials = [trial for trial, _ in members]
     configs = [config for _, config in members]
@@ -104,9 +105,8 @@ def _train_stack(
     )
     for member, (trial, config, result) in enumerate(zip(trials, configs, results, strict=True)):
         _tell(study, trial, config, result, pruned_at_report=member in pruned)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix_str(f"search, {len(members)} trials stacked, {best_text(study)}")
+        progress.advance()
+        progress.status(f"search, {len(members)} trials stacked, {best_text(study)}")
 
 
 def _reporter(trials: list[optuna.Trial], pruned: set[int]) -> Callable[[int, dict], bool]:
@@ -131,7 +131,7 @@ def _tell(
     result: FitResult,
     pruned_at_report: bool,
 ) -> None:
-    """As tuning.objective ends a trial: pruned (the pruner's word, or diverged) or complete."""
+    """As _study.objective ends a trial: pruned (the pruner's word, or diverged) or complete."""
     if result.diverged_epoch is not None:
         trial.set_user_attr("failure", f"diverged at epoch {result.diverged_epoch}")
         study.tell(trial, state=TrialState.PRUNED)

@@ -22,9 +22,9 @@ from harness.report.markdown import (
     pvalue,
     table,
 )
-from harness.stats import test_sets
+from harness.stats import population
 from harness.stats.inference import BCA_MIN_N
-from harness.study.retune import is_baseline
+from harness.study.plan import is_baseline
 from harness.study.specs import REFERENCE
 
 
@@ -96,7 +96,7 @@ def ablations_page(frame: pd.DataFrame, margin: float) -> str:
             f"bootstrap, shown only from {BCA_MIN_N} seeds, below which it covers less often "
             "than it claims. Over seeds and test images: a variance-components interval for new "
             "seeds and a new test set drawn like MNIST's, its two halves as strata and "
-            f"{test_sets.TEST_SET_BLOCKS} blocks of consecutive images as the sampled units "
+            f"{population.TEST_SET_BLOCKS} blocks of consecutive images as the sampled units "
             "(the images of a block are alike, so they are not counted as independent).",
             table(accuracy_rows(frame)),
             "## Paired comparison with the reference",

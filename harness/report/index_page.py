@@ -18,8 +18,8 @@ from harness.report.markdown import (
     pct,
     table,
 )
-from harness.report.verdicts import verdict_section
-from harness.study.retune import is_baseline
+from harness.report.verdict_tables import verdict_section
+from harness.study.plan import is_baseline
 
 
 def environment_lines(data: StudyData, frame: pd.DataFrame) -> list[str]:
@@ -33,14 +33,36 @@ def environment_lines(data: StudyData, frame: pd.DataFrame) -> list[str]:
         f"- **Arms**: {len(arms)} ({', '.join(arms)}); **runs**: {len(runs)} "
         f"({diverged} diverged), seeds {_ranges(sorted(set(runs['seed'])))}, epochs "
         f"{', '.join(map(str, epochs))}",
-        f"- **Engine**: `{data.plan.engine}` (device and torch threads per run: "
-        f"{_unique(env, 'device')}, {_unique(env, 'threads')} thread(s))",
+        f"- **Engine**: `{data.conditions.engine}` (device and torch threads per run: "
+        f"{_unique(env, 'device')}, {_unique(env, 'threads')} thread(s)); **platform** "
+        f"`{data.conditions.platform}`; **data**: {data.conditions.data}",
         f"- **CPU**: {_unique(env, 'cpu')}; flags: {_unique(env, 'cpu_flags')}; torch kernels: "
         f"{_unique(env, 'cpu_capability')}",
         f"- **Math libraries**: {_unique(env, 'math_libraries')}",
         f"- **Versions**: torch {_unique(env, 'torch')}, Python {_unique(env, 'python')}",
         f"- **Dates**: {dates[0]} to {dates[-1]}; **git commits**: {_unique(env, 'git_commit')}",
+        *other_platforms(data),
     ]
+
+
+def other_platforms(data: StudyData) -> list[str]:
+    """The machines of stored runs that the analysis leaves apart: runs of the study's configs
+    trained under another numeric platform (a study copied from or to another machine), each
+    named, never mixed into a comparison."""
+    frame = data.frame
+    if frame.empty:
+        return []
+    ours = (frame["engine"] == data.conditions.engine) & (frame["data"] == data.conditions.data)
+    others = frame[ours & (frame["platform"] != data.conditions.platform)]
+    lines = []
+    for platform, runs in others.groupby("platform"):
+        env = runs["environment"].iloc[0]
+        lines.append(
+            f"- **Runs of another machine, kept apart**: {len(runs)} run(s) of platform "
+            f"`{platform}` ({env.get('cpu')}, torch kernels {env.get('cpu_capability')}): "
+            "another machine's numbers, analysed nowhere here"
+        )
+    return lines
 
 
 def procedure(data: StudyData, frame: pd.DataFrame) -> list[str]:
@@ -173,7 +195,7 @@ def index_page(
             "## Procedure",
             *procedure(data, frame),
             "## Reproducibility",
-            reproducibility(data.plan.engine),
+            reproducibility(data.conditions.engine),
             "## Flags",
             "\n".join(flags(data, frame)),
             "## Other stored runs",

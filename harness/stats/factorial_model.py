@@ -6,19 +6,28 @@ effect is a difference of accuracies, "changed − reference", as in the one-at-
 
 - main effect of A: 2β_A, the change averaged over every combination of the other factors;
 - interaction A×B: 2β_AB, half of (A's effect where B is changed − A's effect where B is not);
-- simple effect of A at the reference: 2(β_A − Σ_B β_AB), what changing A alone in the
-  reference recipe does (the one-at-a-time question), estimated from all runs.
+- simple effect of A at the reference: what changing A alone in the reference recipe does (the
+  one-at-a-time question).
 
-The model holds main effects, two-factor interactions and the seed as a block (every cell
-trains on the same seeds, which also fix the validation split). Interactions of three or more
-factors are pooled into error, the hierarchical-ordering principle (Box, Hunter & Hunter §5.12;
-Wu & Hamada): `pooling_test` checks that rule by an F test of the pooled terms against the
-replicates' pure error. Cells differ in spread (no-BatchNorm runs are noisier), so standard
-errors are HC3 (MacKinnon & White 1985), which hold under unequal variances.
+Main effects and interactions come from a model of main effects, two-factor interactions and
+the seed as a block (every cell trains on the same seeds, which also fix the validation split).
+Interactions of three or more factors are pooled into its error, the hierarchical-ordering
+principle (Box, Hunter & Hunter §5.12; Wu & Hamada); in an orthogonal design that leaves these
+estimates unbiased whatever those interactions are, and only enlarges the error. Cells differ in
+spread (no-BatchNorm runs are noisier), so standard errors are HC3 (MacKinnon & White 1985).
+
+A simple effect is a contrast of two cells, so interactions of three or more factors do bias the
+model's version of it (2(β_A − Σ_B β_AB)) where they exist; `pooling_test` can only say whether
+they are large, with little power. So where the design holds both cells and replicates, a
+simple effect is the cells' own contrast, paired by seed, its error the replicates' pure error
+pooled over every cell (the saturated model: a cell mean each and the seed block): it assumes no
+interaction away. A fraction holds no cell one change away from the reference; there, and with
+one seed, it is the model's, and the page says so.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from itertools import combinations
@@ -29,10 +38,12 @@ import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.stats.anova import anova_lm
 
-from harness.stats.design import ALPHA, family_confidence, interval_verdict, planned_seeds
-from harness.stats.test_sets import linear_estimate_test_set_variance
+from harness.stats.design import planned_seeds
+from harness.stats.population import contrast_by_seed, image_floor, image_part
+from harness.stats.verdicts import family_confidence, interval_verdict
 
 KINDS = ("main effect", "interaction", "simple effect at the reference")
+CELLS, MODEL = "cells", "model"  # how a simple effect was estimated
 
 
 @dataclass(frozen=True)
@@ -75,45 +86,49 @@ def effect_table(
     runs: pd.DataFrame,
     factors: list[str],
     margin: float,
-    block_accuracy: np.ndarray | None = None,
-    alpha: float = ALPHA,
+    correct: np.ndarray | None = None,
+    confidence: float | None = None,
 ) -> pd.DataFrame:
-    """Every effect with its estimate and intervals at the family's level (Bonferroni over all
-    of them, so that one error budget covers every verdict and the printed interval is the one
-    the verdict used), and the unadjusted 95% one.
+    """Every effect with its estimate and intervals at the given confidence (default: the
+    family's, Bonferroni over all of them, so that one error budget covers every verdict and
+    the printed interval is the one the verdict used), and the unadjusted 95% one.
 
-    block_accuracy[run, unit] (runs in runs' order; units: blocks of consecutive test images,
-    harness.stats.test_sets) adds the test-image part: `low`/`high`/`verdict` are then for new
-    seeds and new test sets, `set_low`/`set_high`/`set_verdict` for this test set only. Without
+    correct[run, image] (runs in runs' order) adds the test-image part (harness.stats.population):
+    `low`/`high`/`verdict` are then for new seeds and new test sets, `set_low`/`set_high`/
+    `set_verdict` for this test set only; both on the seed part's degrees of freedom. Without
     it the two are the same.
     """
     fit = fit_factorial(runs, factors)
     effects = factorial_effects(factors)
-    level = family_confidence(len(effects), alpha)
-    df_seeds = float(fit.df_resid)
-    if df_seeds < 1:
+    level = family_confidence(len(effects)) if confidence is None else confidence
+    if fit.df_resid < 1:
         raise ValueError(f"{len(runs)} runs leave no residual degrees of freedom for this model")
+    cells = _cell_contrasts(runs, factors)
     rows = []
     for effect in effects:
-        vector = np.array([effect.weights.get(name, 0.0) for name in fit.params.index])
-        estimate = float(vector @ fit.params.to_numpy())
-        seed_var = float(vector @ fit.cov_params().to_numpy() @ vector)
-        image_var, df_images = 0.0, math.inf
-        if block_accuracy is not None:
-            weights = vector @ fit.model.pinv_wexog  # the estimate as Σ_r w_r accuracy_r
-            image_var, df_images = linear_estimate_test_set_variance(
-                weights, block_accuracy, runs["seed"].to_numpy()
-            )
-        total = seed_var + image_var
-        df = total**2 / (seed_var**2 / df_seeds + (image_var**2 / df_images if image_var else 0.0))
-        half = _t(level, df) * math.sqrt(total)
-        set_half = _t(level, df_seeds) * math.sqrt(seed_var)
+        simple = effect.kind == KINDS[2]
+        if simple and cells is not None:
+            weights, seed_var, df = cells[effect.name]
+            estimate, method = float(weights @ runs["accuracy"].to_numpy()), CELLS
+        else:
+            vector = np.array([effect.weights.get(name, 0.0) for name in fit.params.index])
+            estimate = float(vector @ fit.params.to_numpy())
+            seed_var = float(vector @ fit.cov_params().to_numpy() @ vector)
+            weights, df = vector @ fit.model.pinv_wexog, float(fit.df_resid)
+            method = MODEL if simple else ""
+        image_var = 0.0
+        if correct is not None:
+            image_var = image_part(contrast_by_seed(weights, correct, runs["seed"].to_numpy()))
+        half = _t(level, df) * math.sqrt(seed_var + image_var)
+        set_half = _t(level, df) * math.sqrt(seed_var)
         low, high = estimate - half, estimate + half
         set_low, set_high = estimate - set_half, estimate + set_half
+        total = math.sqrt(seed_var + image_var)
         rows.append(
             {
                 "kind": effect.kind,
                 "effect": effect.name,
+                "method": method,
                 "estimate": estimate,
                 "se_seeds": math.sqrt(seed_var),
                 "se_images": math.sqrt(image_var),
@@ -123,16 +138,41 @@ def effect_table(
                 "set_low": set_low,
                 "set_high": set_high,
                 "set_verdict": interval_verdict(set_low, set_high, margin),
-                "low_95": estimate - _t(0.95, df) * math.sqrt(total),
-                "high_95": estimate + _t(0.95, df) * math.sqrt(total),
-                "p": float(2 * stats.t.sf(abs(estimate) / math.sqrt(total), df)) if total else 0.0,
+                "low_95": estimate - _t(0.95, df) * total,
+                "high_95": estimate + _t(0.95, df) * total,
+                "p": float(2 * stats.t.sf(abs(estimate) / total, df)) if total else 0.0,
                 "level": level,
-                "df_seeds": df_seeds,
+                "df_seeds": df,
                 # the image part's half-width: what no number of seeds removes
-                "test_set_floor": _t(level, df_images) * math.sqrt(image_var),
+                "test_set_floor": image_floor(image_var, level),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _cell_contrasts(
+    runs: pd.DataFrame, factors: list[str]
+) -> dict[str, tuple[np.ndarray, float, float]] | None:
+    """Per factor, its simple effect at the reference as the contrast of two cells' runs paired
+    by seed: (weights over runs, the estimate's variance from the pure error pooled over every
+    cell, its degrees of freedom). None where a cell is missing or there is one seed."""
+    seeds = runs["seed"].nunique()
+    coded = runs[factors].to_numpy()
+    reference = (coded == -1).all(axis=1)
+    if seeds < 2 or reference.sum() != seeds:
+        return None
+    saturated = smf.ols("accuracy ~ C(cell) + C(seed)", data=runs).fit()
+    if saturated.df_resid < 1:
+        return None
+    contrasts = {}
+    for index, factor in enumerate(factors):
+        changed = (coded[:, index] == 1) & (np.delete(coded, index, axis=1) == -1).all(axis=1)
+        if changed.sum() != seeds:
+            return None
+        weights = (changed.astype(float) - reference.astype(float)) / seeds
+        variance = float(saturated.mse_resid) * 2 / seeds
+        contrasts[factor] = (weights, variance, float(saturated.df_resid))
+    return contrasts
 
 
 def replication_agreement(primary: pd.DataFrame, replication: pd.DataFrame) -> pd.DataFrame:
@@ -210,5 +250,6 @@ def _interaction(f: str, g: str, factors: list[str]) -> str:
     return f"{a}:{b}"
 
 
+@functools.lru_cache(maxsize=1024)  # a table asks for the same few quantiles dozens of times
 def _t(confidence: float, df: float) -> float:
     return float(stats.t.ppf((1 + confidence) / 2, df))

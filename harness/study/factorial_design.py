@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pydoe
 
 from harness.core.config import Config, ConfigError, read_toml, with_overrides
+from harness.core.store import RunConditions
 from harness.study.specs import SPECS_DIR, SpecError, unknown_name_message
 
-FACTORIALS_DIR = SPECS_DIR / "factorials"
+FACTORIALS = "factorials"  # the factorial specs' folder, inside the specs folder
 DEFAULT_FACTORIAL = "components"
 RESERVED = {"seed", "accuracy", "cell", "record", "fitted", "residual", "C", "I", "Q"}
 FACTORIAL_KEYS = {
@@ -69,6 +69,8 @@ class Factorial:
     def cells(self) -> list[tuple[int, ...]]:
         """Each cell as its factors' level indices (0 = reference), sorted: all 2^k
         combinations, or pyDOE's fraction of the requested resolution."""
+        import pydoe  # imported here: its import costs most of a second, and only designs need it
+
         k = len(self.factors)
         if self.resolution is None:
             coded = pydoe.ff2n(k)
@@ -121,7 +123,8 @@ class Factorial:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Factorial:
+    def from_dict(cls, data: dict[str, Any], base: Config) -> Factorial:
+        """A saved factorial, its cells checked on base (the plan's reference)."""
         seeds = data["seeds"]
         if not isinstance(seeds, list) or not all(type(s) is int and s >= 0 for s in seeds):
             raise ValueError(f"factorial seeds: expected integers ≥ 0, got {seeds!r:.60}")
@@ -130,29 +133,33 @@ class Factorial:
             table["resolution"] = data["resolution"]
         table["max_seeds"] = data.get("max_seeds", DEFAULT_MAX_SEEDS)
         try:
-            parsed = parse_factorial(data["name"], table, "factorial")
+            parsed = parse_factorial(data["name"], table, "factorial", base)
         except SpecError as error:  # a damaged plan.json: read_json_file names the file
             raise ValueError(str(error)) from None
         return parsed.with_seeds(seeds)
 
 
-def factorial_names(folder: Path = FACTORIALS_DIR) -> list[str]:
-    return sorted(path.stem for path in Path(folder).glob("*.toml"))
+def factorial_names(specs_dir: Path = SPECS_DIR) -> list[str]:
+    return sorted(path.stem for path in (Path(specs_dir) / FACTORIALS).glob("*.toml"))
 
 
-def load_factorial(name: str, folder: Path = FACTORIALS_DIR) -> Factorial:
-    path = Path(folder) / f"{name}.toml"
+def load_factorial(name: str, specs_dir: Path = SPECS_DIR, base: Config | None = None) -> Factorial:
+    """The factorial spec <specs_dir>/factorials/NAME.toml, its cells checked on base (the
+    reference)."""
+    path = Path(specs_dir) / FACTORIALS / f"{name}.toml"
     if not path.is_file():
-        message = unknown_name_message(name, factorial_names(folder))
+        message = unknown_name_message(name, factorial_names(specs_dir))
         raise SpecError(message.replace("ablation", "factorial", 1))
     try:
         table = read_toml(path)
     except ConfigError as error:
         raise SpecError(str(error)) from None
-    return parse_factorial(name, table, str(path))
+    return parse_factorial(name, table, str(path), base or Config())
 
 
-def parse_factorial(name: str, table: dict[str, Any], source: str) -> Factorial:
+def parse_factorial(
+    name: str, table: dict[str, Any], source: str, base: Config | None = None
+) -> Factorial:
     """The spec checked whole before anything trains: keys, two levels per factor, every
     cell's config valid, and a fraction that pyDOE can build."""
     for key, value in table.items():
@@ -202,7 +209,7 @@ def parse_factorial(name: str, table: dict[str, Any], source: str) -> Factorial:
             f"two-factor interaction, which a lower resolution aliases), got {resolution}"
         )
     try:
-        configs = factorial.cell_configs(Config())
+        configs = factorial.cell_configs(base or Config())
     except ConfigError as error:
         raise SpecError(str(error)) from None
     except ValueError as error:  # pyDOE: no fraction of that resolution
@@ -220,16 +227,21 @@ def coded_levels(levels: tuple[int, ...]) -> np.ndarray:
 
 
 def factorial_runs(
-    factorial: Factorial, base: Config, engine: str, records: pd.DataFrame
+    factorial: Factorial, base: Config, conditions: RunConditions, records: pd.DataFrame
 ) -> pd.DataFrame:
     """The finished runs of the factorial's cells on its seeds, one row each in cell and seed
     order: the cell's label, each factor coded ±1, the seed, the test accuracy, and `record`,
-    the row of `records` it came from. records: one row per stored run, with config_hash,
-    engine, seed, status and test_accuracy."""
+    the row of `records` it came from. records: one row per stored run, with config_hash, seed,
+    engine, platform, data, status and test_accuracy."""
     rows = []
     index = {}
     if len(records):
-        finished = records[(records["engine"] == engine) & (records["status"] == "ok")]
+        finished = records[
+            (records["engine"] == conditions.engine)
+            & (records["platform"] == conditions.platform)
+            & (records["data"] == conditions.data)
+            & (records["status"] == "ok")
+        ]
         keys = zip(finished["config_hash"], finished["seed"], strict=True)
         index = dict(zip(keys, finished.index, strict=True))
     names = factorial.factor_names

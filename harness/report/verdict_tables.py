@@ -7,7 +7,6 @@ Like every page, these only format what harness.report.analysis computed.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import pandas as pd
 
@@ -22,11 +21,11 @@ from harness.report.markdown import (
     seeds,
     table,
 )
-from harness.stats import design, test_sets
-from harness.study import retune
-from harness.study.retune import RETUNED_SUFFIX, is_baseline
+from harness.stats import population, verdicts
+from harness.stats.inference import POWER
+from harness.study.plan import RETUNED_SUFFIX, is_baseline
+from harness.study.search import RETUNE_SEED, TPE_STARTUP_TRIALS, RetuneSummary, range_text
 from harness.study.specs import REFERENCE
-from harness.study.tuning import TPE_STARTUP_TRIALS
 
 
 def verdict_rows(frame: pd.DataFrame, margin: float, labels: list[str] | None = None) -> list[dict]:
@@ -68,7 +67,7 @@ def verdict_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
     margin = 100 * data.plan.margin
     ablations = frame[frame["family"] == ABLATIONS]
     tested = int(ablations["n_pairs"].gt(0).sum()) if "n_pairs" in frame else 0
-    level = 100 * (1 - design.ALPHA / max(tested, 1))
+    level = 100 * (1 - verdicts.ALPHA / max(tested, 1))
     tuned = frame[frame["family"] == SELECTED]
     parts = [
         "## One-at-a-time verdicts",
@@ -77,7 +76,7 @@ def verdict_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
         f"error budget (α = 0.05) over the {tested} verdicts; equivalence margin "
         f"±{margin:.2f} pp. A verdict speaks for new seeds *and* new test sets drawn like "
         "MNIST's (its two halves as strata, "
-        f"{test_sets.TEST_SET_BLOCKS} blocks of consecutive images as the sampled units: a new "
+        f"{population.TEST_SET_BLOCKS} blocks of consecutive images as the sampled units: a new "
         "test set moves the number too, and that part does not shrink with seeds); the verdict "
         "for new seeds on this test set alone follows it. Each is read off the interval beside "
         f"it, at {level:.2f}% (1 − 0.05/{max(tested, 1)}), so that all {tested} hold together "
@@ -108,7 +107,7 @@ def verdict_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
         parts.append(
             "Seeds until decided: Stein's test, whose spread is the pilot's, has no test-image "
             "part, so these verdicts speak for new seeds on this test set only. The plan "
-            f"promised {100 * design.POWER:.0f}% power to find a {margin:.2f} pp difference; "
+            f"promised {100 * POWER:.0f}% power to find a {margin:.2f} pp difference; "
             + (
                 f"the cap of {data.plan.stein_design.max_seeds} seeds cut the seeds of "
                 + ", ".join(bound)
@@ -151,16 +150,16 @@ def retuned_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
         return []
     by_label = frame.set_index("variant")
     searches = data.retuned
-    reference = searches.get(REFERENCE, {})
+    reference = searches.get(REFERENCE)
     rows = []
     for row in retuned.itertuples():
         label = row.variant.removesuffix(RETUNED_SUFFIX)
-        search = searches.get(label, {})
+        found = searches.get(label)
         fixed = by_label.loc[label] if label in by_label.index else None
         rows.append(
             {
                 "variant": label,
-                "its own values; best val acc": _values(search),
+                "its own values; best val acc": _values(found),
                 "at the reference's settings: Δ [family CI], verdict": "n/a"
                 if fixed is None
                 else f"{points(fixed['diff'])} {interval(fixed['verdict_ci'], points)} "
@@ -170,16 +169,16 @@ def retuned_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
                 "pairs": integer(row.n_pairs),
             }
         )
-    trials = sorted({s["trials"] for s in searches.values()})
-    params = sorted({p for s in searches.values() for p in s["params"]})
+    trials = sorted({s.trials for s in searches.values()})
+    params = sorted({p for s in searches.values() for p in s.params})
     return [
         "### At each arm's own settings (--retune)",
         f"Every arm, the reference too, got the same search for its own {', '.join(params)}: "
         f"{' or '.join(map(str, trials))} full training runs on validation data (trial seed "
-        f"{retune.RETUNE_SEED:,}, which no arm is evaluated on; the first at the arm's own "
+        f"{RETUNE_SEED:,}, which no arm is evaluated on; the first at the arm's own "
         f"values, then TPE seeded alike, whose first {TPE_STARTUP_TRIALS} trials are random "
         "draws, the same values for every arm; log-uniform ranges "
-        f"{retune.range_text(params)}), the best "
+        f"{range_text(params)}), the best "
         "validation accuracy picking. Each retuned arm is then paired with the retuned "
         f"reference ({_values(reference)}) on the same seeds; one error budget over the "
         f"{len(retuned)} retuned verdict(s), for the population of the verdicts above. Weight "
@@ -194,8 +193,8 @@ def retuned_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
     ]
 
 
-def _values(search: dict[str, Any]) -> str:
-    if not search:
+def _values(found: RetuneSummary | None) -> str:
+    if found is None:
         return "n/a"
-    values = ", ".join(f"{p} {v:.3g}" for p, v in search["values"].items())
-    return f"{values}; val {pct(search['best_value'])}"
+    values = ", ".join(f"{p} {v:.3g}" for p, v in found.values.items())
+    return f"{values}; val {pct(found.best_value)}"
