@@ -36,11 +36,12 @@ def _query(database: Path, sql: str) -> list[tuple]:
             return []
 
 
-def test_quick_study_stops_mid_search_resumes_reruns_in_seconds_and_replicates(harness):
+def test_quick_study_stops_mid_search_resumes_and_replicates(harness):
     """Ctrl-C during the search, run_all started as a background job (SIGINT ignored, as under
     CI): it stops without waiting for the trials in flight, and the trials its workers were
-    running are failed at once, not left running; then it resumes, a rerun trains nothing, and
-    --replicate trains the factorial again on a new seed."""
+    running are failed at once, not left running; then it resumes, and --replicate trains the
+    factorial again on a new seed and nothing else (that a plain rerun trains nothing is the
+    real-MNIST test below)."""
     # the first trial (the reference, its 40 epochs) a second or more
     slow_trials = ("--search-epochs", "100", "--trials", "6", "--epochs", "40")
     first = harness.start(
@@ -99,12 +100,6 @@ def test_quick_study_stops_mid_search_resumes_reruns_in_seconds_and_replicates(h
     tuned_line = next(line for line in second.stdout.splitlines() if line.startswith("| tuned"))
     assert any(v in tuned_line for v in ("better", "worse", "equivalent", "inconclusive"))
     assert "report:" in second.stdout
-
-    started = time.perf_counter()
-    third = harness.run("run_all.py", "--quick", *slow_trials)
-    assert third.returncode == 0, third.stderr
-    assert time.perf_counter() - started < 90
-    assert len(RunStore(results).records()) == len(records)
 
     # the study again on new seeds: seed 2 (0 and 1 are used), reported beside the primary
     fourth = harness.run("run_all.py", "--quick", *slow_trials, "--replicate")
