@@ -96,7 +96,13 @@ def test_quick_study_stops_mid_search_resumes_and_replicates(harness):
     ]:
         assert (reports / page).exists(), page
     index = (reports / "README.md").read_text()
-    assert "| batchnorm: on → off" in index
+    # the answer first: each component's main effect and its effect in the reference recipe
+    answer = index[index.index("## What each component is worth") : index.index("## One-at")]
+    batchnorm = next(line for line in answer.splitlines() if line.startswith("| **batchnorm"))
+    assert "| averaged over the others " in batchnorm and batchnorm.count("[") == 2
+    assert answer.count("| in the reference recipe ") == 3
+    assert "plots/answer.png" in answer and (reports / "plots" / "answer.png").exists()
+    assert "plots/budget_curves.png" in answer and "settle:" in answer
     tuned_line = next(line for line in second.stdout.splitlines() if line.startswith("| tuned"))
     assert any(v in tuned_line for v in ("better", "worse", "equivalent", "inconclusive"))
     assert "report:" in second.stdout
@@ -107,7 +113,7 @@ def test_quick_study_stops_mid_search_resumes_and_replicates(harness):
     plan = load_study_data(results).plan
     assert plan.replications == ((2,),) and plan.primary_seeds() == (0,)
     assert len(RunStore(results).records()) == len(records) + 8  # the cells on seed 2 only
-    assert "Replication on seeds 2" in (reports / "README.md").read_text()
+    assert "**Replicated** on seeds 2 " in (reports / "README.md").read_text()
 
 
 def test_repeated_searches_resume_and_never_train_a_trial_on_an_evaluation_seed(harness):

@@ -31,6 +31,7 @@ from harness.report.analysis import (
     summed_confusion,
     used_runs,
 )
+from harness.report.answer_section import ANSWER_PLOT, answer_rows, answer_section
 from harness.report.budget_analysis import BudgetAnalysis, budget_analysis
 from harness.report.budget_page import budget_page
 from harness.report.claims import claims_rows
@@ -40,7 +41,7 @@ from harness.report.factorial_analysis import (
     effects_table,
     factorial_analysis,
 )
-from harness.report.factorial_page import SHORT, change, factorial_page, index_section
+from harness.report.factorial_page import SHORT, change, factorial_page
 from harness.report.folder import DATA, ReportFolder, check_report_folder
 from harness.stats import factorial_model as model
 from harness.stats.expected_max import expected_max_curve
@@ -117,7 +118,7 @@ def write_reports(data: StudyData, out: Path, frame: pd.DataFrame | None = None)
                 ("Factorial: main effects, interactions, simple effects", "factorial.md")
             )
             if factorial is not None:
-                draw_factorial(factorial, folder)
+                draw_factorial(factorial, data.plan.margin, folder)
                 effects_table(factorial).to_csv(folder.path("factorial_effects.csv"), index=False)
         if budgets is not None:
             _write(folder.path("budgets.md"), budget_page(budgets, factorial, data.plan.margin))
@@ -147,7 +148,7 @@ def write_reports(data: StudyData, out: Path, frame: pd.DataFrame | None = None)
             ("Every run behind these tables (CSV)", "runs.csv"),
             ("The records and plan these pages were computed from", f"{DATA}/"),
         ]
-        first = index_section(factorial, data.plan.margin)
+        first = answer_section(factorial, budgets, data.plan.margin)
         _write(folder.path("README.md"), index_page.index_page(data, frame, sections, first))
         folder.finish()
     return Path(out) / "README.md"
@@ -189,7 +190,7 @@ def draw(
         save(plots.expected_best_figure(curves), "search_expected_best")
 
 
-def draw_factorial(analysis: FactorialAnalysis, folder: ReportFolder) -> None:
+def draw_factorial(analysis: FactorialAnalysis, margin: float, folder: ReportFolder) -> None:
     levels = {f.name: f.levels for f in analysis.factorial.factors}
     df = analysis.effects.loc[analysis.effects["kind"] == model.KINDS[0], "df_seeds"].iloc[0]
     residual_sd = float(np.sqrt((analysis.runs["residual"] ** 2).sum() / df))
@@ -197,6 +198,8 @@ def draw_factorial(analysis: FactorialAnalysis, folder: ReportFolder) -> None:
     plots.save(figure, folder.path(markdown.plot_file("factorial_interactions")))
     figure = plots.residuals_figure(analysis.runs, analysis.factors[0])
     plots.save(figure, folder.path(markdown.plot_file("factorial_residuals")))
+    figure = plots.answer_figure(answer_rows(analysis), margin)
+    plots.save(figure, folder.path(markdown.plot_file(ANSWER_PLOT)))
 
 
 def draw_budgets(

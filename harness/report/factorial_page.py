@@ -120,26 +120,21 @@ def design_line(analysis: FactorialAnalysis, until_decided: Design | None = None
     return line
 
 
-def index_section(analysis: FactorialAnalysis | None, margin: float) -> list[str]:
-    """The index's first section: main effects, then simple effects at the reference."""
-    if analysis is None:
-        return []
-    m = len(analysis.effects)
-    return [
-        "## The factorial: what each component is worth",
-        design_line(analysis)
-        + f" Δ = accuracy with the factor changed − with it at the reference level. One error "
-        f"budget (α = 0.05, Bonferroni) over all {m} effects of [factorial.md](factorial.md) "
-        f"(main effects, interactions, simple effects), equivalence margin ±{100 * margin:.2f} pp; "
-        "verdicts for new seeds and new test sets drawn like MNIST's, and for this test set only "
-        "beside them.",
-        "**Main effects** (the change averaged over every combination of the other factors):",
-        table(effect_rows(analysis, model.KINDS[0])),
-        "**Simple effects at the reference** (changing one factor in the reference recipe, "
-        "estimated from all runs through the model):",
-        table(effect_rows(analysis, model.KINDS[2])),
-        *replication_section(analysis, (model.KINDS[0], model.KINDS[2])),
-    ]
+def simple_effects_line(analysis: FactorialAnalysis) -> str:
+    """How the simple effects were estimated, which decides what they assume."""
+    simple = analysis.effects[analysis.effects["kind"] == model.KINDS[2]]
+    if set(simple["method"]) == {model.CELLS}:
+        return (
+            "What changing one factor alone in the reference recipe does: the reference cell "
+            "against the cell one change away, their own runs paired by seed, the error the "
+            "replicates' pure error pooled over every cell. No interaction is assumed away."
+        )
+    return (
+        "What changing one factor alone in the reference recipe does, read off the model (a "
+        "fraction holds no cell one change away, or one seed leaves no pure error): so under its "
+        "assumption that interactions of three or more factors are negligible; the pooling test "
+        "below checks it, with little power."
+    )
 
 
 def factorial_page(analysis: FactorialAnalysis | None, data: StudyData) -> str:
@@ -177,9 +172,7 @@ def factorial_page(analysis: FactorialAnalysis | None, data: StudyData) -> str:
             "## Main effects",
             table(effect_rows(analysis, model.KINDS[0])),
             "## Simple effects at the reference",
-            "What changing one factor alone in the reference recipe does, estimated from every "
-            "run through the model (so under its assumption that interactions of three or more "
-            "factors are negligible; the pooling test below checks it).",
+            simple_effects_line(analysis),
             table(effect_rows(analysis, model.KINDS[2])),
             "## Two-factor interactions",
             "Half of (A's effect where B is changed − A's effect where B is at the reference).",
