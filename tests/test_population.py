@@ -232,3 +232,18 @@ def test_the_one_at_a_time_intervals_cover_and_keep_their_error_budget(seeds):
     print(f"one at a time, {seeds} seeds, {STUDIES} studies: 95% coverage {rate:.3f}, some "
           f"verdict of the family of {len(ARMS)} wrong {any_wrong:.3f}")  # fmt: skip
     assert rate >= 0.93 and any_wrong <= 0.05
+
+
+def test_intervals_degenerate_cleanly_and_refuse_mismatched_arrays():
+    """One seed: an estimate and no interval; every image right on every seed: no spread at
+    all; arrays that cannot be paired or are not [seeds, images]: a ValueError."""
+    correct = np.random.default_rng(1).random((3, 1_000)) < 0.985
+    one = population.seeds_and_images_interval(correct[:1])
+    assert math.isnan(one.low) and math.isnan(one.high)
+    assert one.estimate == pytest.approx(correct[0].mean())
+    perfect = population.seeds_and_images_interval(np.ones((3, 1_000)))
+    assert (perfect.estimate, perfect.low, perfect.high) == (1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="differ in shape"):
+        population.paired_differences(correct, correct[:2])
+    with pytest.raises(ValueError, match=r"\[seeds, images\]"):
+        population.image_part(correct[0])
