@@ -41,6 +41,13 @@ def test_the_image_part_is_the_larger_of_the_block_and_the_image_moment_estimate
     block = np.subtract(*two_way_mean_squares(blocks, 2)) / (3 * 20)
     image = np.subtract(*two_way_mean_squares(d, 2)) / (3 * 400)
     assert population.image_part(d) == pytest.approx(max(block, image, 0.0))
+    # an effect that varies image by image but averages out within every block: the block
+    # estimate sees nothing, the image one sees it, and the larger is taken
+    alternating = rng.normal(0, 0.2, (3, 400)) + np.tile([1.0, -1.0], 200)
+    blocks = alternating.reshape(3, 20, 20).mean(axis=2)
+    block = np.subtract(*two_way_mean_squares(blocks, 2)) / (3 * 20)
+    image = np.subtract(*two_way_mean_squares(alternating, 2)) / (3 * 400)
+    assert image > max(block, 0.0) and population.image_part(alternating) == pytest.approx(image)
     clustered = d + np.repeat(rng.normal(0, 0.5, (1, 20)), 20, axis=1)  # blocks alike within
     assert population.image_part(clustered) > population.image_part(d)
     assert population.image_part(np.zeros((3, 400))) == 0.0  # two identical networks
