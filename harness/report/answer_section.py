@@ -65,8 +65,7 @@ def answer_section(
         return []
     rows = answer_rows(analysis)
     effects = analysis.answer
-    seeds = sorted(set(analysis.factorial.seeds).union(*(r.seeds for r in analysis.replications)))
-    level = 100 * effects["level"].iloc[0]
+    seeds, level = analysis.answer_seeds, 100 * analysis.level
     simple = {row["method"] for row in rows if row["kind"] == model.KINDS[2]}
     how_simple = (
         "the reference cell against the cell one change away, their own runs paired by seed"
