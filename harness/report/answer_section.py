@@ -81,7 +81,8 @@ def answer_section(
         f"over every combination of the other components; *in the reference recipe*: changing "
         f"it alone ({how_simple}). Each verdict speaks for **new seeds and new test sets drawn "
         f"like MNIST's**, read off an interval at {level:.2f}% (one error budget, α = 0.05, over "
-        f"the {len(effects)} effects of [factorial.md](factorial.md)); ±{100 * margin:.2f} pp "
+        f"the {len(effects)} effects of [factorial.md](factorial.md) at each declared budget, "
+        f"{', '.join(map(str, analysis.budgets))} epochs); ±{100 * margin:.2f} pp "
         "counts as no difference. The interval's width comes from two standard errors: the "
         "seeds' (shrinks with more seeds) and the test images' (does not); *this test set "
         "only* leaves the second out.",

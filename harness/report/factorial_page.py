@@ -188,7 +188,9 @@ def factorial_page(analysis: FactorialAnalysis | None, data: StudyData) -> str:
             "and +1 at the other, an effect = 2β. Standard errors HC3 (they hold when cells "
             "differ in spread, as no-BatchNorm cells do).",
             f"- One error budget: every interval above is at {100 * level:.3f}% (Bonferroni over "
-            f"all {len(analysis.effects)} effects), so all hold together with probability ≥ 95% "
+            f"all {len(analysis.effects)} effects at each of the declared budgets, "
+            f"{', '.join(map(str, analysis.budgets))} epochs), so all hold together with "
+            "probability ≥ 95% "
             "and each verdict is read off the interval printed beside it.",
             "- Populations: the first interval is for new seeds *and* new test sets drawn like "
             f"MNIST's (its two halves as strata, {TEST_SET_BLOCKS} blocks of consecutive images "

@@ -67,19 +67,27 @@ def verdict_section(data: StudyData, frame: pd.DataFrame) -> list[str]:
     margin = 100 * data.plan.margin
     ablations = frame[frame["family"] == ABLATIONS]
     tested = int(ablations["n_pairs"].gt(0).sum()) if "n_pairs" in frame else 0
-    level = 100 * (1 - verdicts.ALPHA / max(tested, 1))
+    budgets = data.budgets  # each arm's verdict at each declared budget is one of the family
+    size = max(tested * len(budgets), 1)
+    level = 100 * (1 - verdicts.ALPHA / size)
+    over = f"the {size} verdicts" + (
+        f" ({tested} arms at each of the declared budgets, {', '.join(map(str, budgets))} "
+        "epochs: [budgets.md](budgets.md))"
+        if len(budgets) > 1
+        else ""
+    )
     tuned = frame[frame["family"] == SELECTED]
     parts = [
         "## One-at-a-time verdicts",
         reference_line(frame),
         f"Planned ablations, each paired with the reference on the seeds both finished; one "
-        f"error budget (α = 0.05) over the {tested} verdicts; equivalence margin "
+        f"error budget (α = 0.05) over {over}; equivalence margin "
         f"±{margin:.2f} pp. A verdict speaks for new seeds *and* new test sets drawn like "
         "MNIST's (its two halves as strata, "
         f"{population.TEST_SET_BLOCKS} blocks of consecutive images as the sampled units: a new "
         "test set moves the number too, and that part does not shrink with seeds); the verdict "
         "for new seeds on this test set alone follows it. Each is read off the interval beside "
-        f"it, at {level:.2f}% (1 − 0.05/{max(tested, 1)}), so that all {tested} hold together "
+        f"it, at {level:.2f}% (1 − 0.05/{size}), so that all {size} hold together "
         "with probability at least 95% and some verdict is wrong in at most 5% of such studies "
         "(Bonferroni).",
         table(verdict_rows(ablations, data.plan.margin)),
