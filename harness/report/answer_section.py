@@ -66,6 +66,8 @@ def answer_section(
     rows = answer_rows(analysis)
     effects = analysis.answer
     seeds, level = analysis.answer_seeds, 100 * analysis.level
+    on_seeds = f"all {len(seeds)} seeds" if len(seeds) > 1 else "1 seed"
+    on_seeds += f" ({seed_range(seeds)})"
     simple = {row["method"] for row in rows if row["kind"] == model.KINDS[2]}
     how_simple = (
         "the reference cell against the cell one change away, their own runs paired by seed"
@@ -76,8 +78,8 @@ def answer_section(
     parts = [
         "## What each component is worth",
         design_line(analysis),
-        f"Δ = test accuracy with the component changed − at the reference level (pp), on all "
-        f"{len(seeds)} seeds ({seed_range(seeds)}). *Averaged over the others*: the main effect, "
+        f"Δ = test accuracy with the component changed − at the reference level (pp), on "
+        f"{on_seeds}. *Averaged over the others*: the main effect, "
         f"over every combination of the other components; *in the reference recipe*: changing "
         f"it alone ({how_simple}). Each verdict speaks for **new seeds and new test sets drawn "
         f"like MNIST's**, read off an interval at {level:.2f}% (one error budget, α = 0.05, over "
