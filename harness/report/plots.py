@@ -140,8 +140,9 @@ def search_history_figure(trials: tuple[Any, ...]) -> Figure:
     ax.plot(numbers, values, "o", label="complete trial")
     if len(values):
         ax.step(numbers, np.maximum.accumulate(values), where="post", label="best so far")
-        low = max(values.min(), 90)
-        ax.set_ylim(min(low, 99.5), 100)  # a search that only scored 100% still gets a range
+        low, high = max(values.min(), 90), values.max()
+        pad = max(0.1 * (high - low), 0.05)  # markers whole, and a range where all scores tie
+        ax.set_ylim(low - pad, min(high + pad, 100 + pad))
     ax.set(xlabel="trial", ylabel="best validation accuracy (%)", title="Optimization history")
     ax.legend()
     fig.tight_layout()
