@@ -92,15 +92,13 @@ def answer_section(
         f"![each component's worth]({plot_file(ANSWER_PLOT)})",
     ]
     for replication in analysis.replications:
-        agreement = replication.agreement[
-            replication.agreement["kind"].isin((model.KINDS[0], model.KINDS[2]))
-        ]
+        same, consistent, total = replication.agreement_counts((model.KINDS[0], model.KINDS[2]))
         parts.append(
             f"**Replicated** on seeds {seed_range(replication.seeds)} (the same cells, new "
             f"seeds) against the primary seeds {seed_range(analysis.factorial.seeds)}: verdicts "
-            f"agree on {int(agreement['same_verdict'].sum())} of {len(agreement)} of these "
+            f"agree on {same} of {total} of these "
             f"effects, and the two estimates are consistent (their difference's family interval "
-            f"holds 0) for {int(agreement['consistent'].sum())} of {len(agreement)}; "
+            f"holds 0) for {consistent} of {total}; "
             "[factorial.md](factorial.md#replications) has each side by side."
         )
     settles = factorial_settles_line(budgets, effects)

@@ -25,6 +25,13 @@ class Replication:
     effects: pd.DataFrame  # effect_table on these seeds alone
     agreement: pd.DataFrame  # replication_agreement with the primary study
 
+    def agreement_counts(self, kinds) -> tuple[int, int, int]:
+        """Of these kinds of effect: how many verdicts agree with the primary's, how many
+        estimates are consistent with it, and how many effects there are."""
+        agreement = self.agreement[self.agreement["kind"].isin(kinds)]
+        same, consistent = agreement["same_verdict"].sum(), agreement["consistent"].sum()
+        return int(same), int(consistent), len(agreement)
+
 
 @dataclass(frozen=True)
 class FactorialAnalysis:

@@ -74,16 +74,15 @@ def replication_rows(analysis: FactorialAnalysis, replication: Replication, kind
 def replication_section(analysis: FactorialAnalysis, kinds) -> list[str]:
     parts = []
     for replication in analysis.replications:
-        agreement = replication.agreement[replication.agreement["kind"].isin(kinds)]
-        same, consistent = int(agreement["same_verdict"].sum()), int(agreement["consistent"].sum())
+        same, consistent, total = replication.agreement_counts(kinds)
         parts += [
             f"### Replication on seeds {seed_range(replication.seeds)}",
             f"The same {len(analysis.factorial.cells())} cells on new seeds, disjoint from every "
             f"seed the primary study used. Verdicts agree on {same} "
-            f"of {len(agreement)} effects; the replication's estimate is consistent with the "
+            f"of {total} effects; the replication's estimate is consistent with the "
             f"primary's (their difference's interval, at the family's level and on this test "
             f"set, which both share, holds 0) for {consistent} of "
-            f"{len(agreement)}. The pooled column is the model fitted to every seed, the "
+            f"{total}. The pooled column is the model fitted to every seed, the "
             "study's best estimate; the primary is the analysis the plan named first.",
             table(replication_rows(analysis, replication, kinds)),
         ]
