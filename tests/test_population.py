@@ -163,6 +163,48 @@ def test_the_image_floor_is_the_image_part_alone_and_zero_only_for_identical_net
     assert population.image_floor(population.image_part(same)) == 0.0
 
 
+def test_the_cell_by_image_variance_recovers_its_truth_apart_from_each_seeds_own_images():
+    """correct[cell, seed, image] = cell + image + cell × image (sd 0.3) + seed × image (sd 0.5,
+    shared by every cell of a seed) + noise (sd 1): τ² ≈ 0.09, the seed × image part apart."""
+    rng = np.random.default_rng(12)
+    cells, seeds, images = 8, 3, 4_000
+    y = (
+        rng.normal(0, 1, (cells, 1, 1))
+        + rng.normal(0, 1, (1, 1, images))
+        + rng.normal(0, 0.3, (cells, 1, images))
+        + rng.normal(0, 0.5, (1, seeds, images))
+        + rng.normal(0, 1, (cells, seeds, images))
+    )
+    assert population.cell_by_image_variance(y) == pytest.approx(0.09, rel=0.15)
+    alike = np.broadcast_to(y[:1], y.shape)  # every cell the same network
+    assert population.cell_by_image_variance(alike) == pytest.approx(0.0, abs=1e-20)
+    assert population.cell_by_image_variance(y[:, :1]) == 0.0  # one seed: no error to take away
+
+
+def test_a_factorials_image_parts_are_0_only_for_contrasts_of_identical_networks():
+    """A 2 × 2 on 2 seeds where factor b changes nothing (its level's runs are copies): every
+    effect of b has image part 0, a's are at least the pooled floor though their own moment
+    estimates may fall to 0."""
+    rng = np.random.default_rng(4)
+    images = 2_000
+    hard = rng.random(images) < 0.05
+    rows, correct = [], []
+    for a in (-1, 1):
+        for seed in (0, 1):
+            run = ~hard & (rng.random(images) > 0.01 * (a + 2))
+            for b in (-1, 1):
+                rows.append({"a": a, "b": b, "cell": f"{a}{b}", "seed": seed})
+                correct.append(run)
+    correct = np.array(correct, dtype=float)
+    runs = pd.DataFrame(rows).assign(accuracy=correct.mean(axis=1))
+    runs["accuracy"] += rng.normal(0, 1e-4, len(runs))  # a residual for the model to fit
+    table = factorial_model.effect_table(runs, ["a", "b"], 0.001, correct).set_index("effect")
+    assert (table.loc[["b", "a × b"], "se_images"] == 0).all()
+    tau2 = factorial_model._cell_by_image_variance(runs, correct)
+    floor = population.pooled_image_floor(tau2, np.array([0.5, 0.5, -0.5, -0.5]), images)
+    assert tau2 > 0 and (table.loc["a", "se_images"] ** 2 >= floor * (1 - 1e-9)).all()
+
+
 # --- simulated studies of known truth ------------------------------------------------------------
 
 CELLS = [tuple(int(x) for x in f"{c:05b}") for c in range(32)]

@@ -39,7 +39,13 @@ from scipy import stats
 from statsmodels.stats.anova import anova_lm
 
 from harness.stats.design import planned_seeds
-from harness.stats.population import contrast_by_seed, image_floor, image_part
+from harness.stats.population import (
+    cell_by_image_variance,
+    contrast_by_seed,
+    image_floor,
+    image_part,
+    pooled_image_floor,
+)
 from harness.stats.verdicts import family_confidence, interval_verdict
 
 KINDS = ("main effect", "interaction", "simple effect at the reference")
@@ -93,7 +99,8 @@ def effect_table(
     family's, Bonferroni over all of them, so that one error budget covers every verdict and
     the printed interval is the one the verdict used), and the unadjusted 95% one.
 
-    correct[run, image] (runs in runs' order) adds the test-image part (harness.stats.population):
+    correct[run, image] (runs in runs' order) adds the test-image part (harness.stats.population,
+    with its floor from every cell's correctness pooled):
     `low`/`high`/`verdict` are then for new seeds and new test sets, `set_low`/`set_high`/
     `set_verdict` for this test set only; both on the seed part's degrees of freedom. Without
     it the two are the same.
@@ -104,6 +111,7 @@ def effect_table(
     if fit.df_resid < 1:
         raise ValueError(f"{len(runs)} runs leave no residual degrees of freedom for this model")
     cells = _cell_contrasts(runs, factors)
+    tau2 = _cell_by_image_variance(runs, correct) if correct is not None else 0.0
     rows = []
     for effect in effects:
         simple = effect.kind == KINDS[2]
@@ -118,7 +126,10 @@ def effect_table(
             method = MODEL if simple else ""
         image_var = 0.0
         if correct is not None:
-            image_var = image_part(contrast_by_seed(weights, correct, runs["seed"].to_numpy()))
+            cell_weights = pd.Series(weights).groupby(runs["cell"].to_numpy()).sum()
+            floor = pooled_image_floor(tau2, cell_weights.to_numpy(), correct.shape[1])
+            per_seed = contrast_by_seed(weights, correct, runs["seed"].to_numpy())
+            image_var = image_part(per_seed, floor)
         half = _t(level, df) * math.sqrt(seed_var + image_var)
         set_half = _t(level, df) * math.sqrt(seed_var)
         low, high = estimate - half, estimate + half
@@ -173,6 +184,16 @@ def _cell_contrasts(
         variance = float(saturated.mse_resid) * 2 / seeds
         contrasts[factor] = (weights, variance, float(saturated.df_resid))
     return contrasts
+
+
+def _cell_by_image_variance(runs: pd.DataFrame, correct: np.ndarray) -> float:
+    """population.cell_by_image_variance of the runs' correctness, on the seeds every cell holds."""
+    common = set.intersection(*(set(group) for _, group in runs.groupby("cell")["seed"]))
+    seeds = sorted(common)
+    cells = sorted(runs["cell"].unique())
+    position = {(c, s): i for i, (c, s) in enumerate(zip(runs["cell"], runs["seed"], strict=True))}
+    rows = [[position[(c, s)] for s in seeds] for c in cells]
+    return cell_by_image_variance(np.asarray(correct)[np.array(rows)]) if seeds else 0.0
 
 
 def replication_agreement(primary: pd.DataFrame, replication: pd.DataFrame) -> pd.DataFrame:

@@ -19,7 +19,19 @@ seed part already holds ((MS_units − MS_residual) / (S · units), a two-way AN
   in a block vary together, so this one is no larger than the block one's truth (a lower bound,
   for a likeness that is not negative).
 
-The image part is the larger of the two (and 0 only where both are: two identical networks). The
+With two seeds both estimates fall to or below 0 for a contrast whose image part is small
+against that noise (a network's errors are alike over many images, so the noise in them is
+larger than independent images would make it), where the truth cannot be 0 unless the networks
+agree on every image. A factorial holds more: every cell's correctness on every image. Its
+cell × image variance τ² (a three-way ANOVA over cells, seeds and images: the cells' image by
+image disagreement beyond what their seeds' own disagreement explains) pooled over all cells
+gives a contrast with cell weights w the image part τ² Σ w_c² / N if cells differed image by
+image alike (exchangeably). That is a floor: thousands of degrees of freedom, positive wherever
+the cells differ, and conservative for an interaction, whose image part is 0 where the factors'
+image effects add up.
+
+The image part is the largest of the two estimates and that floor (and exactly 0 where every
+seed's contrast is the same on every image: two identical networks). The
 interval's degrees of freedom are the seed part's: a population wider by a source of variation
 never gets a narrower interval (Satterthwaite's degrees of freedom, which grow with the added
 part, made some narrower). tests/test_population.py simulates studies of known truth.
@@ -36,23 +48,68 @@ from harness.stats.inference import CONFIDENCE, NAN, Interval
 
 TEST_SET_STRATA = 2
 TEST_SET_BLOCKS = 20
+IDENTICAL = 1e-9  # a contrast within rounding of a least-squares fit's weights is none
 
 
 def image_part(
-    per_seed: np.ndarray, blocks: int = TEST_SET_BLOCKS, strata: int = TEST_SET_STRATA
+    per_seed: np.ndarray,
+    floor: float = 0.0,
+    blocks: int = TEST_SET_BLOCKS,
+    strata: int = TEST_SET_STRATA,
 ) -> float:
     """The test-image part of the variance of mean(per_seed), per_seed[s, i] a seed's contrast on
-    test image i: the larger of the block and the image moment estimates, at least 0. With one
-    seed there is no seed × unit noise to take away and the whole spread of the unit means
-    counts (an overstatement)."""
+    test image i: the larger of the block and the image moment estimates and `floor` (the pooled
+    one, `pooled_image_floor`), at least 0, and 0 where each seed's contrast is the same on every
+    image (to rounding). With one seed there is no seed × unit noise to take away and the whole
+    spread of the unit means counts (an overstatement)."""
     d = np.asarray(per_seed, dtype=float)
     if d.ndim != 2 or d.shape[1] < 2 * strata:
         raise ValueError(f"need a [seeds, images] array, got shape {d.shape}")
+    if np.allclose(d, d[:, :1], rtol=0.0, atol=IDENTICAL):
+        return 0.0
     return max(
         _moment_estimate(_block_means(d, blocks, strata), strata),
         _moment_estimate(d, strata),
+        floor,
         0.0,
     )
+
+
+def cell_by_image_variance(correct: np.ndarray) -> float:
+    """τ², the variance of the cell × image effect of correct[cell, seed, image] (a balanced
+    design, every cell on the same seeds): (MS_cell×image − MS_cell×seed×image) / S, at least 0.
+    The seed × image effects, which every cell of a seed shares and a contrast cancels, are
+    apart from it. 0 with one seed or one cell."""
+    y = np.asarray(correct, dtype=float)
+    cells, seeds, images = y.shape
+    if cells < 2 or seeds < 2:
+        return 0.0
+    grand = y.mean()
+    by_cell_image, by_cell_seed = y.mean(axis=1), y.mean(axis=2, keepdims=True)
+    by_seed_image = y.mean(axis=0, keepdims=True)
+    by_cell, by_image = y.mean(axis=(1, 2)), y.mean(axis=(0, 1))
+    by_seed = y.mean(axis=(0, 2), keepdims=True)
+    interaction = by_cell_image - by_cell[:, None] - by_image[None, :] + grand
+    ms_cell_image = seeds * float((interaction**2).sum()) / ((cells - 1) * (images - 1))
+    residual = (
+        y
+        - by_cell_image[:, None, :]
+        - by_cell_seed
+        - by_seed_image
+        + by_cell[:, None, None]
+        + by_seed
+        + by_image[None, None, :]
+        - grand
+    )
+    df = (cells - 1) * (seeds - 1) * (images - 1)
+    return max((ms_cell_image - float((residual**2).sum()) / df) / seeds, 0.0)
+
+
+def pooled_image_floor(tau2: float, cell_weights: np.ndarray, images: int) -> float:
+    """The image part of Σ_c w_c · accuracy_c (cell weights summing to 0) if every cell's image
+    effects varied alike and apart, τ² Σ w_c² / N: the image part's floor in a factorial."""
+    w = np.asarray(cell_weights, dtype=float)
+    return tau2 * float(w @ w) / images
 
 
 def contrast_by_seed(weights: np.ndarray, correct: np.ndarray, seeds: np.ndarray) -> np.ndarray:
