@@ -77,11 +77,19 @@ def time_ratios(
     """Per covariate, the Weibull AFT model's time ratio exp(scale · β) with its interval, the
     runs interval-censored (see the module docstring). scale 2 for factors coded ±1, so that
     the ratio is the change's (−1 → +1); 1 for a 0/1 indicator. NaN where the model cannot be
-    fitted (no run reached the target, or every one did at once) or the covariate's runs on
-    one side all missed it. The model is the caller's: e.g. changes and blocks (seeds) at once."""
+    fitted (no run reached the target, or every one did at once, or no more runs than the
+    model's parameters: a saturated fit's standard errors say nothing) or the covariate's runs
+    on one side all missed it. The model is the caller's: e.g. changes and blocks (seeds) at
+    once."""
     frame = covariates.reset_index(drop=True).assign(lower=times.lower, upper=times.upper)
     observed = np.isfinite(times.upper)
-    if not observed.any() or observed.all() and np.ptp(times.upper) == 0:
+    parameters = covariates.shape[1] + 2  # and the intercept and the Weibull shape
+    if (
+        len(frame) <= parameters
+        or not observed.any()
+        or observed.all()
+        and np.ptp(times.upper) == 0
+    ):
         return {name: TimeRatio(NAN, NAN, NAN) for name in covariates}
     fitter = WeibullAFTFitter(alpha=1 - confidence)
     try:
