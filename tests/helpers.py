@@ -120,10 +120,11 @@ def alive(pids: list[int]) -> list[int]:
     return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
 
 
-def wait_for_first_run(runs: Path, process: subprocess.Popen, timeout: float = 600) -> None:
-    """Until the first run record appears in the runs folder, while the process lives."""
+def wait_for_a_new_run(runs: Path, process: subprocess.Popen, timeout: float = 600) -> None:
+    """Until a run record the runs folder did not hold before appears, while the process lives."""
+    before = set(runs.glob("*.json"))
     deadline = time.time() + timeout
-    while not list(runs.glob("*.json")):
+    while not set(runs.glob("*.json")) - before:
         if process.poll() is not None or time.time() > deadline:
             _, err = process.communicate(timeout=60)
             raise AssertionError(f"no run finished (exit {process.returncode}):\n{err}")

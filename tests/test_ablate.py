@@ -1,13 +1,11 @@
 """The ablation runner's plumbing, as a user runs it, on the small study (an IDX set, its specs,
-a shrunk recipe): reruns that train nothing, Ctrl-C and SIGTERM, killed workers and clients,
+a shrunk recipe): reruns that train nothing, Ctrl-C, SIGTERM and kill -9, killed workers,
 stacks, seeds until decided, --retune, and a study copied to a machine of another platform."""
 
 import json
 import os
 import signal
 import time
-
-import pytest
 
 from harness.cli import ablate
 from harness.core import store as store_module
@@ -25,14 +23,15 @@ from tests.helpers import (
     metrics_only,
     seconds_to_exit,
     stored,
-    wait_for_first_run,
+    wait_for_a_new_run,
 )
 
 LONG_RUNS = ("--set", "epochs=150")  # runs of a few seconds, long enough to stop mid-run
 
 
 def test_two_specs_two_seeds_then_a_plain_report_and_a_rerun_that_trains_nothing(harness):
-    done = harness.run("harness.ablate", "no_dropout", "width_half", "--seeds", "2")
+    args = ("no_dropout", "width_half", "--seeds", "2", "--workers", "1")  # Dask: the tests below
+    done = harness.run("harness.ablate", *args)
     assert done.returncode == 0, done.stderr
     records = stored(harness.results)
     assert sorted((r["label"], r["seed"]) for r in records) == [
@@ -59,64 +58,43 @@ def test_two_specs_two_seeds_then_a_plain_report_and_a_rerun_that_trains_nothing
     mtimes = {p: p.stat().st_mtime_ns for p in (harness.results / "runs").iterdir()}
 
     started = time.perf_counter()
-    rerun = harness.run("harness.ablate", "no_dropout", "width_half", "--seeds", "2")
+    rerun = harness.run("harness.ablate", *args)
     assert rerun.returncode == 0, rerun.stderr
     assert time.perf_counter() - started < 60  # imports and reports only, no training
     assert mtimes == {p: p.stat().st_mtime_ns for p in (harness.results / "runs").iterdir()}
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_stops_the_grid_at_once_and_a_rerun_trains_only_what_is_missing(
-    harness, signum, code
+def test_ctrl_c_sigterm_and_a_killed_client_stop_the_grid_and_a_rerun_trains_what_is_missing(
+    harness,
 ):
-    """Ctrl-C or SIGTERM mid-grid, the command started as a background job (SIGINT ignored, as
-    under CI): it stops without waiting for the runs in flight, which would take about as long
-    as a run; the loaded machine slows both alike."""
-    args = ("reference", "--seed-list", "0,1,2,3", *LONG_RUNS, "--workers", "2")
-    process = harness.start(
-        "harness.ablate", *args, start_new_session=True, preexec_fn=as_a_background_job
-    )
-    wait_for_first_run(harness.results / "runs", process)
-    workers = dask_workers(process.pid)
-    os.killpg(process.pid, signum)
-    stopped_in, err = seconds_to_exit(process)
-    assert process.returncode == code, err
-    lines = err.strip().splitlines()
-    assert lines[-1].startswith("interrupted"), err
-    assert "Traceback" not in err
-    assert not alive(workers), "orphaned workers"
-    finished_before = stored(harness.results)
-    assert 1 <= len(finished_before) < 4
-    run_seconds = min(r["total_seconds"] for r in finished_before)
-    assert stopped_in < run_seconds / 2, (
-        f"stopped in {stopped_in:.1f} s, a run takes {run_seconds:.1f} s"
-    )
+    """One grid stopped three ways, each time once a run of its own has finished. Ctrl-C and
+    SIGTERM, the command started as a background job (SIGINT ignored, as under CI): it stops
+    without waiting for the runs in flight, which would take about as long as a run (the loaded
+    machine slows both alike). kill -9 of the command alone: its workers do not outlive it, and
+    its locks are stale to the rerun, which trains only what is missing, each run once."""
+    args = ("reference", "--seed-list", "0,1,2,3,4,5,6,7", *LONG_RUNS, "--workers", "2")
+    runs = harness.results / "runs"
+    for signum, code in [(signal.SIGINT, 130), (signal.SIGTERM, 143)]:
+        process = harness.start(
+            "harness.ablate", *args, start_new_session=True, preexec_fn=as_a_background_job
+        )
+        wait_for_a_new_run(runs, process)
+        workers = dask_workers(process.pid)
+        os.killpg(process.pid, signum)
+        stopped_in, err = seconds_to_exit(process)
+        assert process.returncode == code, err
+        assert err.strip().splitlines()[-1].startswith("interrupted"), err
+        assert "Traceback" not in err
+        assert not alive(workers), "orphaned workers"
+        finished = stored(harness.results)
+        assert len(finished) < 8
+        run_seconds = min(r["total_seconds"] for r in finished)
+        assert stopped_in < run_seconds / 2, (
+            f"stopped in {stopped_in:.1f} s, a run takes {run_seconds:.1f} s"
+        )
 
-    rerun = harness.run("harness.ablate", *args)
-    assert rerun.returncode == 0, rerun.stderr
-    records = stored(harness.results)
-    assert sorted(r["seed"] for r in records) == [0, 1, 2, 3]  # each exactly once
-    files = list((harness.results / "runs").glob("*.json"))
-    assert len(files) == 4 and all(json.loads(f.read_text())["status"] == "ok" for f in files)
-    assert not list((harness.results / "runs").glob("*.lock"))
-
-
-def test_killed_worker_is_retried_and_every_run_is_stored_once(harness):
-    args = ("reference", "--seed-list", "0,1,2,3,4,5", "--set", "epochs=60", "--workers", "2")
     process = harness.start("harness.ablate", *args)
-    wait_for_first_run(harness.results / "runs", process)
-    os.kill(dask_workers(process.pid)[-1], signal.SIGKILL)  # mid-run: its task moves on
-    _, err = process.communicate(timeout=600)
-    assert process.returncode == 0, err
-    records = stored(harness.results)
-    assert sorted(r["seed"] for r in records) == [0, 1, 2, 3, 4, 5]  # each exactly once
-    assert all(r["status"] == "ok" for r in records)
-
-
-def test_killed_client_leaves_no_orphans_and_a_rerun_resumes(harness):
-    args = ("reference", "--seed-list", "0,1,2,3", *LONG_RUNS, "--workers", "2")
-    process = harness.start("harness.ablate", *args)
-    wait_for_first_run(harness.results / "runs", process)
+    wait_for_a_new_run(runs, process)
     workers = dask_workers(process.pid)
     assert len(workers) == 2
     process.kill()
@@ -125,9 +103,26 @@ def test_killed_client_leaves_no_orphans_and_a_rerun_resumes(harness):
     while alive(workers):
         assert time.time() < deadline, "workers outlived their killed client"
         time.sleep(0.5)
-    rerun = harness.run("harness.ablate", *args)  # the dead client's locks are stale
+    assert len(stored(harness.results)) < 8
+
+    rerun = harness.run("harness.ablate", *args)
     assert rerun.returncode == 0, rerun.stderr
-    assert sorted(r["seed"] for r in stored(harness.results)) == [0, 1, 2, 3]
+    assert sorted(r["seed"] for r in stored(harness.results)) == list(range(8))  # each once
+    files = list(runs.glob("*.json"))
+    assert len(files) == 8 and all(json.loads(f.read_text())["status"] == "ok" for f in files)
+    assert not list(runs.glob("*.lock"))
+
+
+def test_killed_worker_is_retried_and_every_run_is_stored_once(harness):
+    args = ("reference", "--seed-list", "0,1,2,3,4,5", "--set", "epochs=60", "--workers", "2")
+    process = harness.start("harness.ablate", *args)
+    wait_for_a_new_run(harness.results / "runs", process)
+    os.kill(dask_workers(process.pid)[-1], signal.SIGKILL)  # mid-run: its task moves on
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    records = stored(harness.results)
+    assert sorted(r["seed"] for r in records) == [0, 1, 2, 3, 4, 5]  # each exactly once
+    assert all(r["status"] == "ok" for r in records)
 
 
 def test_two_workers_give_the_same_numbers_as_serial(tmp_path, small_data):
@@ -162,6 +157,7 @@ def test_stacked_grid_stores_one_record_per_seed_and_resumes(harness):
 
 def test_until_decided_runs_a_pilot_then_the_planned_seeds_and_reruns_train_nothing(harness):
     args = ("width_half", "--until-decided", "--pilot-seeds", "2", "--max-seeds", "3")
+    args += ("--workers", "1")
     done = harness.run("harness.ablate", *args)
     assert done.returncode == 0, done.stderr
     plan = json.loads((harness.results / "plan.json").read_text())

@@ -22,7 +22,7 @@ from harness.study.plan import Arm, Plan, PlanError, save_plan
 from harness.study.search import check_saved_files, open_study, reference_params, suggest_config
 from harness.study.settings import SearchSettings, redacted
 from harness.study.specs import REFERENCE, SpecError, every_spec, load_specs
-from tests.helpers import wait_for_first_run
+from tests.helpers import wait_for_a_new_run
 
 DAMAGED = {
     "truncated": '{"engine": "cpu1t", "arms": [{"lab',
@@ -174,7 +174,7 @@ def test_a_grid_whose_store_goes_away_rescues_its_runs_and_stops_in_one_line(har
     (harness.root / "tmp").mkdir()
     process = harness.start("harness.ablate", *args, env=env)
     runs = harness.results / "runs"
-    wait_for_first_run(runs, process)
+    wait_for_a_new_run(runs, process)
     shutil.move(runs, harness.root / "runs-moved")
     runs.write_text("the disk is gone")
     _, err = process.communicate(timeout=600)

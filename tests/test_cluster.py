@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.helpers import stored, wait_for_first_run
+from tests.helpers import stored, wait_for_a_new_run
 
 DASK = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
 WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
@@ -68,7 +68,7 @@ def test_grid_and_search_on_a_cluster_survive_a_killed_worker(harness, dask_clus
         "--threads",
         "1",
     )
-    wait_for_first_run(harness.results / "runs", grid)
+    wait_for_a_new_run(harness.results / "runs", grid)
     workers[0].send_signal(signal.SIGKILL)
     _, err = grid.communicate(timeout=600)
     assert grid.returncode == 0, err

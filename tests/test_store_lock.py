@@ -114,3 +114,20 @@ def test_a_killed_holders_lock_is_free(tmp_path):
     assert store.path(KEY).with_suffix(".lock").exists()  # left behind, yet no longer held
     with store.claim(KEY) as taken:
         assert taken
+
+
+def test_the_locks_a_killed_command_left_beside_its_stored_runs_are_removed(tmp_path):
+    """Only those: a lock beside no record is a run in flight or a dead holder's, which the
+    next claim takes; one still held stays with its holder."""
+    store = RunStore(tmp_path)
+    store.check_writable()
+    stored, pending, held = (RunKey("abc", seed, "cpu1t", "avx2-abcdef") for seed in (0, 1, 2))
+    for key in (stored, held):
+        store.path(key).write_text("{}")
+    for key in (stored, pending):
+        store.path(key).with_suffix(".lock").write_text("a dead holder")
+    with store.claim(held):
+        store.remove_stale_locks()
+        assert store.path(held).with_suffix(".lock").exists()
+    assert not store.path(stored).with_suffix(".lock").exists()
+    assert store.path(pending).with_suffix(".lock").read_text() == "a dead holder"

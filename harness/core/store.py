@@ -206,6 +206,14 @@ class RunStore:
         stderr), so that its run counts as missing and is trained again."""
         self.records()
 
+    def remove_stale_locks(self) -> None:
+        """Removes the lock files that a killed command left beside runs it had stored (a grid
+        holds its runs' locks until its last run ends); a lock still held is left to its holder."""
+        for path in self.runs.glob("*.lock") if self.runs.is_dir() else ():
+            if path.with_suffix(".json").exists():
+                with file_lock(path):  # taken and removed if free
+                    pass
+
     def corrupt_count(self) -> int:
         return len(list(self.corrupt.glob("*.json"))) if self.corrupt.is_dir() else 0
 

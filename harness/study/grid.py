@@ -119,6 +119,7 @@ def train_tasks(
     that what follows, a report, sees every run."""
     check_before_training(store, resources)
     store.set_aside_unreadable()
+    store.remove_stale_locks()
     pending = pending_tasks(tasks, store, conditions)
     # Longest first, so that no worker sits idle at the end waiting for one long run.
     pending.sort(key=lambda task: estimated_work(task.config), reverse=True)
