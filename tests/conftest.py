@@ -39,6 +39,14 @@ half = { hidden_widths = [12, 6, 4] }
 }
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread in every test process: the suite runs as two processes on two cores
+    (pytest-xdist, pyproject.toml), where two threads each wait on each other (a 3 s test took
+    18 s); and one thread sums in the same order every run, so that a stacked member compares
+    bit for bit with its run alone. The commands under test get --threads 1 (Harness.start)."""
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def tiny() -> Config:
     return TINY
@@ -62,16 +70,6 @@ def real_files() -> None:
     """The four MNIST files, for commands that check them before training (no loading here)."""
     if not (raw_folder(resolve_data_dir()) / "t10k-labels-idx1-ubyte.gz").exists():
         pytest.skip("real MNIST files not available; set HARNESS_DATA_DIR")
-
-
-@pytest.fixture
-def one_thread():
-    """One torch thread: sums in the same order every run (so that a stacked member can be
-    compared with its rerun), and the machine's other core left to others."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
@@ -108,11 +106,12 @@ class Harness:
 
     def start(self, module: str, *args: str, small: bool = True, **popen) -> subprocess.Popen:
         """`python -m MODULE ARGS` (MODULE "run_all.py": the script) with this test's results
-        and reports folders, and the small study's data, specs and recipe unless small=False."""
+        and reports folders, and the small study's data, specs and recipe on one torch thread
+        per run unless small=False."""
         script = module.endswith(".py")
         command = [sys.executable, *([module] if script else ["-m", module])]
-        if small and module != "harness.report":  # first: the test's own --set come after
-            command += ["--data-dir", str(self.data)]
+        if small and module != "harness.report":  # first: the test's own options come after
+            command += ["--data-dir", str(self.data), "--threads", "1"]
             command += [option for a in SMALL_SET for option in ("--set", a)]
             if module != "harness.train":
                 command += ["--specs-dir", str(self.specs)]

@@ -20,9 +20,6 @@ from tests.helpers import TINY
 CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def splits(mnist, config, seeds):
     return [split(mnist, config.val_size, seed) for seed in seeds]
 

@@ -29,9 +29,6 @@ def sqlite(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'search.db'}"
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def test_rounds_of_stacked_trials_fill_the_study_each_trial_as_its_config_alone(tmp_path):
     data = tiny_split()
     study = open_study("stacked", sqlite(tmp_path), 0, 3)

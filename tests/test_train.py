@@ -121,7 +121,6 @@ def test_pruning_callback_stops_the_run(tiny, tiny_mnist):
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("one_thread")  # beside other work, 2 threads on 2 cores wait on each other
 def test_reference_reaches_97_9_percent_on_real_mnist(real_mnist):
     record = run_one(Config(), 0, real_mnist)
     assert record["parameters"] == 569_226
