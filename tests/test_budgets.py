@@ -114,9 +114,10 @@ def test_one_model_for_several_arms_with_seed_blocks_recovers_each_arms_ratio():
 
 def test_no_ratio_from_no_more_runs_than_the_models_parameters():
     """Two runs a side and a seed block: four runs for four parameters (the change, the block,
-    the intercept, the shape), a saturated fit whose standard errors say nothing; one run
-    more a side, and the model answers."""
-    times = TimesToTarget(np.array([0.0, 1, 1, 2]), np.array([1.0, 2, 3, 4]))
+    the intercept, the shape), a saturated fit whose standard errors say nothing (fitted, it
+    gives 1.21 [0.43, 3.42]: a small study's seconds to a target); one run more a side, and
+    the model answers."""
+    times = TimesToTarget(np.array([0, 2.7, 2.4, 1.4]), np.array([1.8, 5.1, 4.5, 2.8]))
     covariates = pd.DataFrame({"slower": [0, 0, 1, 1], "seed_1": [0, 1, 0, 1]})
     assert all(np.isnan(ratio.ratio) for ratio in time_ratios(times, covariates).values())
     upper = np.array([4.0, 5, 2, 2, 7, 10])  # Weibull draws, scales 4 and 8, seen each epoch
